@@ -1,0 +1,280 @@
+"""Faster R-CNN configuration: every key of py-faster-rcnn's config.py, with its default.
+
+Use ``from fast_rcnn.config import cfg`` for the process-wide configuration that the command-line tools fill in
+(defaults, then ``--cfg`` YAML files, then a solver's ``cfg:`` block, then ``--set`` pairs). Layers and losses
+never read it on their own: they take a ``cfg`` argument, where ``None`` means this module's ``cfg``.
+
+Departures from the original, all on the side of refusing silent mistakes:
+- a key that does not exist is an error naming the key;
+- a value of the wrong type is an error naming the key and the expected type;
+- a list is accepted where the default is a tuple (``--set TRAIN.SCALES "[400,500]"`` failed in the original), an
+  int where the default is a float, and a nested list where the default is an ndarray (PIXEL_MEANS).
+
+Keys added beyond the original (each keeps the original's behaviour by default):
+- ``ANCHOR_SCALES``, ``ANCHOR_RATIOS``, ``FEAT_STRIDE``: the anchor set, which the original kept in prototxt
+  ``param_str`` strings (COCO nets use scales (4, 8, 16, 32)).
+- ``POOLING_MODE``: ``'pool'`` (Caffe RoI max pooling, the original) or ``'align'`` (RoIAlign, opt-in).
+- ``TRAIN.RPN_GUARD_ZERO_OVERLAP``: when True, a ground-truth box that overlaps no inside anchor no longer makes
+  every zero-overlap anchor foreground (the original's quirk, kept by default).
+- ``DEVICE``: ``'cpu'``, ``'cuda'`` or ``'cuda:N'``; the original's ``GPU_ID``/``USE_GPU_NMS`` still exist.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import os
+import os.path as osp
+from typing import Any, Iterable, Mapping, Optional
+
+import numpy as np
+import yaml
+from easydict import EasyDict as edict
+
+__C = edict()
+cfg = __C
+
+# ----------------------------------------------------------------------------- Training options
+__C.TRAIN = edict()
+# Shortest-side target(s); one is chosen at random per image.
+__C.TRAIN.SCALES = (600,)
+# Cap on the longest side.
+__C.TRAIN.MAX_SIZE = 1000
+# Images per minibatch (RPN / end2end training needs 1).
+__C.TRAIN.IMS_PER_BATCH = 2
+# RoIs per minibatch, split over the images.
+__C.TRAIN.BATCH_SIZE = 128
+# Fraction of the minibatch that is foreground (round(0.25 * 128) = 32).
+__C.TRAIN.FG_FRACTION = 0.25
+# IoU >= FG_THRESH makes a RoI foreground.
+__C.TRAIN.FG_THRESH = 0.5
+# A RoI is background when its IoU lies in [LO, HI).
+__C.TRAIN.BG_THRESH_HI = 0.5
+__C.TRAIN.BG_THRESH_LO = 0.1
+# Add horizontally flipped copies of every training image.
+__C.TRAIN.USE_FLIPPED = True
+# Train the Fast R-CNN box regressor.
+__C.TRAIN.BBOX_REG = True
+# Minimum IoU with a ground-truth box for a RoI to get regression targets.
+__C.TRAIN.BBOX_THRESH = 0.5
+# Snapshot period, in iterations.
+__C.TRAIN.SNAPSHOT_ITERS = 10000
+# Snapshot files are <prefix>[_<infix>]_iter_<N>.pth.
+__C.TRAIN.SNAPSHOT_INFIX = ''
+# Prefetch minibatches in another process (here: a DataLoader worker).
+__C.TRAIN.USE_PREFETCH = False
+# Normalise regression targets as (t - mean) / std.
+__C.TRAIN.BBOX_NORMALIZE_TARGETS = True
+# Deprecated per-coordinate inside weights.
+__C.TRAIN.BBOX_INSIDE_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+# Use the fixed MEANS/STDS below instead of per-class statistics (RPN-based training sets it).
+__C.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED = False
+__C.TRAIN.BBOX_NORMALIZE_MEANS = (0.0, 0.0, 0.0, 0.0)
+__C.TRAIN.BBOX_NORMALIZE_STDS = (0.1, 0.1, 0.2, 0.2)
+# roidb handler: <method>_roidb (gt, rpn, selective_search, ...).
+__C.TRAIN.PROPOSAL_METHOD = 'selective_search'
+# Pair images of the same orientation in a minibatch.
+__C.TRAIN.ASPECT_GROUPING = True
+# The data layer emits im_info + gt_boxes instead of rois.
+__C.TRAIN.HAS_RPN = False
+# Anchor IoU >= this makes it foreground; < NEGATIVE makes it background.
+__C.TRAIN.RPN_POSITIVE_OVERLAP = 0.7
+__C.TRAIN.RPN_NEGATIVE_OVERLAP = 0.3
+# If True, a background assignment overrides a foreground one.
+__C.TRAIN.RPN_CLOBBER_POSITIVES = False
+# Maximum foreground fraction of the RPN batch, and the RPN batch size (anchors per image).
+__C.TRAIN.RPN_FG_FRACTION = 0.5
+__C.TRAIN.RPN_BATCHSIZE = 256
+# Proposal NMS threshold and top-N before / after NMS.
+__C.TRAIN.RPN_NMS_THRESH = 0.7
+__C.TRAIN.RPN_PRE_NMS_TOP_N = 12000
+__C.TRAIN.RPN_POST_NMS_TOP_N = 2000
+# Minimum proposal width and height at the original image scale.
+__C.TRAIN.RPN_MIN_SIZE = 16
+# Inside weights for foreground anchors.
+__C.TRAIN.RPN_BBOX_INSIDE_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+# < 0: uniform weights 1/num_sampled; p in (0, 1): fg weighted p/#fg, bg (1-p)/#bg.
+__C.TRAIN.RPN_POSITIVE_WEIGHT = -1.0
+# Added: opt-in guard against the zero-overlap quirk of the anchor target layer.
+__C.TRAIN.RPN_GUARD_ZERO_OVERLAP = False
+
+# ----------------------------------------------------------------------------- Testing options
+__C.TEST = edict()
+__C.TEST.SCALES = (600,)
+__C.TEST.MAX_SIZE = 1000
+# Per-class detection NMS.
+__C.TEST.NMS = 0.3
+# Use raw cls_score instead of softmax probabilities.
+__C.TEST.SVM = False
+# Apply the bbox_pred deltas.
+__C.TEST.BBOX_REG = True
+# The network makes its own proposals (needs im_info).
+__C.TEST.HAS_RPN = False
+__C.TEST.PROPOSAL_METHOD = 'selective_search'
+__C.TEST.RPN_NMS_THRESH = 0.7
+__C.TEST.RPN_PRE_NMS_TOP_N = 6000
+__C.TEST.RPN_POST_NMS_TOP_N = 300
+__C.TEST.RPN_MIN_SIZE = 16
+
+# ----------------------------------------------------------------------------- Miscellaneous
+# Hash-dedup of projected RoIs at this spatial scale (non-RPN testing only).
+__C.DEDUP_BOXES = 1. / 16.
+# BGR means subtracted from 0-255 BGR images, as the Caffe ImageNet models expect.
+__C.PIXEL_MEANS = np.array([[[102.9801, 115.9465, 122.7717]]])
+# Seed for numpy and torch, unless --rand.
+__C.RNG_SEED = 3
+# Guards class counts when computing means and stds.
+__C.EPS = 1e-14
+__C.ROOT_DIR = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+__C.DATA_DIR = osp.abspath(osp.join(__C.ROOT_DIR, 'data'))
+__C.MODELS_DIR = osp.abspath(osp.join(__C.ROOT_DIR, 'models', 'pascal_voc'))
+# MATLAB binary for the official VOC evaluation.
+__C.MATLAB = 'matlab'
+# Outputs go to output/<EXP_DIR>/<imdb name>/[<net name>].
+__C.EXP_DIR = 'default'
+__C.USE_GPU_NMS = True
+__C.GPU_ID = 0
+# Added: anchors (the original's prototxt param_str), feature stride, RoI pooling mode, device.
+__C.ANCHOR_SCALES = (8, 16, 32)
+__C.ANCHOR_RATIOS = (0.5, 1.0, 2.0)
+__C.FEAT_STRIDE = 16
+__C.POOLING_MODE = 'pool'
+__C.DEVICE = 'cpu'
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that does not fit the defaults."""
+
+
+def get_output_dir(imdb: Any, net: Any = None, cfg: Optional[edict] = None) -> str:
+    """Return (and create) the directory for experimental artifacts.
+
+    ``output/<EXP_DIR>/<imdb.name>`` under ROOT_DIR, or ``.../<net name>`` when ``net`` is given (a string or an
+    object with a ``name``), as the original.
+    """
+    cfg = __C if cfg is None else cfg
+    outdir = osp.abspath(osp.join(cfg.ROOT_DIR, 'output', cfg.EXP_DIR, imdb.name))
+    if net is not None:
+        outdir = osp.join(outdir, net if isinstance(net, str) else net.name)
+    os.makedirs(outdir, exist_ok=True)
+    return outdir
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return 'array of shape {}'.format(value.shape)
+    return type(value).__name__
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """Return ``value`` converted to the type of ``default``, or raise ConfigError naming ``key``."""
+    if isinstance(default, np.ndarray):
+        try:
+            arr = np.array(value, dtype=default.dtype)
+        except (TypeError, ValueError):
+            arr = None
+        if arr is None or arr.shape != default.shape:
+            raise ConfigError('config key {}: expected an {} of numbers, got {!r}'.format(
+                key, _type_name(default), value))
+        return arr
+    if isinstance(default, bool) or isinstance(value, bool):
+        if type(value) is not type(default):
+            raise ConfigError('config key {}: expected {}, got {} {!r}'.format(
+                key, _type_name(default), _type_name(value), value))
+        return value
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    if isinstance(default, tuple) and isinstance(value, (list, tuple)):
+        if default and value:
+            elem = default[0]
+            return tuple(_coerce('{}[{}]'.format(key, i), v, elem) for i, v in enumerate(value))
+        return tuple(value)
+    if default is None or value is None:
+        return value
+    if type(value) is not type(default):
+        raise ConfigError('config key {}: expected {}, got {} {!r}'.format(
+            key, _type_name(default), _type_name(value), value))
+    return value
+
+
+def _merge_a_into_b(a: Mapping, b: edict, prefix: str = '') -> None:
+    """Merge dict ``a`` into ``b`` in place, checking every key and type against ``b``."""
+    for k, v in a.items():
+        key = prefix + k
+        if k not in b:
+            raise ConfigError('unknown config key: {}'.format(key))
+        if isinstance(b[k], dict):
+            if not isinstance(v, Mapping):
+                raise ConfigError('config key {}: expected a mapping of sub-keys, got {!r}'.format(key, v))
+            _merge_a_into_b(v, b[k], key + '.')
+        else:
+            b[k] = _coerce(key, v, b[k])
+
+
+def cfg_from_dict(d: Mapping, cfg: Optional[edict] = None) -> None:
+    """Merge a (nested) dict of settings into ``cfg`` (default: the global cfg), in place."""
+    _merge_a_into_b(d, __C if cfg is None else cfg)
+
+
+def cfg_from_file(filename: str, cfg: Optional[edict] = None) -> None:
+    """Merge a YAML config file into ``cfg`` (default: the global cfg), in place."""
+    with open(filename) as f:
+        try:
+            yaml_cfg = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ConfigError('{}: not valid YAML: {}'.format(filename, e)) from None
+    if yaml_cfg is None:
+        return
+    if not isinstance(yaml_cfg, Mapping):
+        raise ConfigError('{}: expected a mapping of config keys at the top level'.format(filename))
+    try:
+        cfg_from_dict(yaml_cfg, cfg)
+    except ConfigError as e:
+        raise ConfigError('{}: {}'.format(filename, e)) from None
+
+
+def _parse_value(text: Any) -> Any:
+    if not isinstance(text, str):
+        return text
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def cfg_from_list(cfg_list: Iterable[Any], cfg: Optional[edict] = None) -> None:
+    """Apply ``--set`` pairs: ``['TRAIN.SCALES', '(500,)', 'EXP_DIR', 'x', ...]``, in place."""
+    cfg = __C if cfg is None else cfg
+    cfg_list = list(cfg_list)
+    if len(cfg_list) % 2 != 0:
+        raise ConfigError('--set needs KEY VALUE pairs; got an odd number of items: {}'.format(cfg_list))
+    for key, text in zip(cfg_list[0::2], cfg_list[1::2]):
+        d = cfg
+        subkeys = key.split('.')
+        for sub in subkeys[:-1]:
+            if sub not in d or not isinstance(d[sub], dict):
+                raise ConfigError('unknown config key: {}'.format(key))
+            d = d[sub]
+        last = subkeys[-1]
+        if last not in d or isinstance(d[last], dict):
+            raise ConfigError('unknown config key: {}'.format(key))
+        d[last] = _coerce(key, _parse_value(text), d[last])
+
+
+def cfg_to_dict(cfg: Optional[edict] = None) -> dict:
+    """A plain-Python copy of ``cfg`` (tuples and arrays become lists), safe for YAML, JSON and snapshots."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, np.generic):
+            return v.item()
+        return v
+    return plain(__C if cfg is None else cfg)
+
+
+def cfg_copy(cfg: Optional[edict] = None) -> edict:
+    """A deep copy of ``cfg`` (default: the global cfg), to change without touching the original."""
+    return copy.deepcopy(__C if cfg is None else cfg)

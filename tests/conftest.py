@@ -1,0 +1,19 @@
+"""Put lib/ on sys.path exactly as tools/_init_paths.py does, and expose the oracle fixtures."""
+import os.path as osp
+import sys
+
+import pytest
+
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
+sys.path.insert(0, osp.join(ROOT, 'tools'))
+import _init_paths  # noqa: E402,F401  (the same code the tools run)
+
+ORACLE_DIR = osp.abspath(osp.join(ROOT, '..', 'shared', 'oracle'))
+
+
+@pytest.fixture(scope='session')
+def oracle_dir():
+    """Folder of fixtures made by running the original's code; tests that need it skip when it is absent."""
+    if not osp.isdir(ORACLE_DIR):
+        pytest.skip('../shared/oracle is not beside this checkout')
+    return ORACLE_DIR

@@ -17,6 +17,7 @@ Keys added beyond the original (each keeps the original's behaviour by default):
 - ``TRAIN.RPN_GUARD_ZERO_OVERLAP``: when True, a ground-truth box that overlaps no inside anchor no longer makes
   every zero-overlap anchor foreground (the original's quirk, kept by default).
 - ``DEVICE``: ``'cpu'``, ``'cuda'`` or ``'cuda:N'``; the original's ``GPU_ID``/``USE_GPU_NMS`` still exist.
+- ``SKIP_BAD_ANNOTATIONS``: warn and skip broken annotation input instead of stopping with an error.
 """
 from __future__ import annotations
 
@@ -139,6 +140,9 @@ __C.ANCHOR_RATIOS = (0.5, 1.0, 2.0)
 __C.FEAT_STRIDE = 16
 __C.POOLING_MODE = 'pool'
 __C.DEVICE = 'cpu'
+# Added: broken annotations (unparsable XML, missing image, degenerate box, unknown class, ...) are an error naming
+# the file and object; True makes them a warning, and the object or image is skipped.
+__C.SKIP_BAD_ANNOTATIONS = False
 
 
 class ConfigError(ValueError):

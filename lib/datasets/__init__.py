@@ -1,0 +1,1 @@
+"""Datasets: the imdb base class, PASCAL VOC, any VOC-layout folder (labelImg), COCO, the built-in shapes set."""

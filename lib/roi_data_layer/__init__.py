@@ -1,0 +1,1 @@
+"""Training data pipeline: roidb preparation, minibatch blobs, the shuffling layer / torch Dataset."""

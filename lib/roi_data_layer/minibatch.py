@@ -1,0 +1,154 @@
+"""Building a training minibatch from roidb entries (as the original's roi_data_layer/minibatch.py).
+
+Randomness (the scale of each image, the Fast R-CNN RoI sampling) comes from the numpy RandomState passed in,
+so a caller that derives it from (seed, iteration) gets the same minibatch in any process.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from datasets.imdb import dense_overlaps
+from utils.blob import im_list_to_blob, prep_im_for_blob
+
+
+def _cfg(cfg=None):
+    if cfg is None:
+        from fast_rcnn.config import cfg as global_cfg
+        return global_cfg
+    return cfg
+
+
+def read_image(path: str) -> np.ndarray:
+    """BGR uint8 (H, W, 3) image; a clear error when it cannot be read."""
+    im = cv2.imread(path, cv2.IMREAD_COLOR)
+    if im is None:
+        raise IOError('cannot read image {}'.format(path))
+    return im
+
+
+def get_minibatch(roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None,
+                  rng: Optional[np.random.RandomState] = None) -> Dict[str, np.ndarray]:
+    """Blobs for the images ``roidb`` (prepared entries).
+
+    Returns 'data' (N, 3, H, W) float32 (BGR minus PIXEL_MEANS, each image scaled to a TRAIN.SCALES entry chosen
+    with ``rng`` (default np.random), zero padded). With TRAIN.HAS_RPN (N must be 1): 'im_info' (1, 3) float32
+    [[H, W, scale]] and 'gt_boxes' (G, 5) float32 [x1, y1, x2, y2, cls] scaled to the blob, for gt_classes != 0
+    and not crowd (a row of gt_overlaps all -1). Without: 'rois' (R, 5) [batch index, x1, y1, x2, y2],
+    'labels' (R,), and with TRAIN.BBOX_REG 'bbox_targets', 'bbox_inside_weights', 'bbox_outside_weights'
+    (R, 4 * num_classes), all float32.
+    """
+    cfg = _cfg(cfg)
+    rng = np.random if rng is None else rng
+    num_images = len(roidb)
+    # one TRAIN.SCALES index per image
+    random_scale_inds = rng.randint(0, high=len(cfg.TRAIN.SCALES), size=num_images)
+    assert cfg.TRAIN.BATCH_SIZE % num_images == 0, \
+        'num_images ({}) must divide BATCH_SIZE ({})'.format(num_images, cfg.TRAIN.BATCH_SIZE)
+    rois_per_image = cfg.TRAIN.BATCH_SIZE // num_images
+    fg_rois_per_image = int(np.round(cfg.TRAIN.FG_FRACTION * rois_per_image))
+
+    im_blob, im_scales = _get_image_blob(roidb, random_scale_inds, cfg)
+    blobs = {'data': im_blob}
+
+    if cfg.TRAIN.HAS_RPN:
+        assert len(im_scales) == 1, 'Single batch only'
+        assert len(roidb) == 1, 'Single batch only'
+        entry = roidb[0]
+        keep = entry['gt_classes'] != 0
+        if len(keep):
+            ov = dense_overlaps(entry['gt_overlaps'])
+            keep &= ~(ov < 0).all(axis=1)  # crowd regions are not objects to find
+        gt_inds = np.where(keep)[0]
+        gt_boxes = np.empty((len(gt_inds), 5), dtype=np.float32)
+        gt_boxes[:, 0:4] = np.asarray(entry['boxes'], dtype=np.float32)[gt_inds, :] * im_scales[0]
+        gt_boxes[:, 4] = entry['gt_classes'][gt_inds]
+        blobs['gt_boxes'] = gt_boxes
+        blobs['im_info'] = np.array([[im_blob.shape[2], im_blob.shape[3], im_scales[0]]], dtype=np.float32)
+    else:  # not using RPN
+        rois_blob = np.zeros((0, 5), dtype=np.float32)
+        labels_blob = np.zeros((0,), dtype=np.float32)
+        bbox_targets_blob = np.zeros((0, 4 * num_classes), dtype=np.float32)
+        bbox_inside_blob = np.zeros(bbox_targets_blob.shape, dtype=np.float32)
+        for im_i in range(num_images):
+            labels, overlaps, im_rois, bbox_targets, bbox_inside_weights = _sample_rois(
+                roidb[im_i], fg_rois_per_image, rois_per_image, num_classes, cfg, rng)
+            rois = _project_im_rois(im_rois, im_scales[im_i])
+            batch_ind = im_i * np.ones((rois.shape[0], 1))
+            rois_blob = np.vstack((rois_blob, np.hstack((batch_ind, rois)))).astype(np.float32)
+            labels_blob = np.hstack((labels_blob, labels)).astype(np.float32)
+            bbox_targets_blob = np.vstack((bbox_targets_blob, bbox_targets))
+            bbox_inside_blob = np.vstack((bbox_inside_blob, bbox_inside_weights))
+        blobs['rois'] = rois_blob
+        blobs['labels'] = labels_blob
+        if cfg.TRAIN.BBOX_REG:
+            blobs['bbox_targets'] = bbox_targets_blob
+            blobs['bbox_inside_weights'] = bbox_inside_blob
+            blobs['bbox_outside_weights'] = np.array(bbox_inside_blob > 0).astype(np.float32)
+    return blobs
+
+
+def _sample_rois(entry: Dict[str, Any], fg_rois_per_image: int, rois_per_image: int, num_classes: int,
+                 cfg, rng) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sample up to fg_rois_per_image fg RoIs and fill up to rois_per_image with bg RoIs (without replacement).
+
+    Returns labels (S,), overlaps (S,), rois (S, 4), bbox_targets (S, 4K), bbox_inside_weights (S, 4K).
+    """
+    labels = entry['max_classes']
+    overlaps = entry['max_overlaps']
+    rois = entry['boxes']
+    fg_inds = np.where(overlaps >= cfg.TRAIN.FG_THRESH)[0]
+    fg_rois_per_this_image = int(np.minimum(fg_rois_per_image, fg_inds.size))
+    if fg_inds.size > 0:
+        fg_inds = rng.choice(fg_inds, size=fg_rois_per_this_image, replace=False)
+    bg_inds = np.where((overlaps < cfg.TRAIN.BG_THRESH_HI) & (overlaps >= cfg.TRAIN.BG_THRESH_LO))[0]
+    bg_rois_per_this_image = rois_per_image - fg_rois_per_this_image
+    bg_rois_per_this_image = int(np.minimum(bg_rois_per_this_image, bg_inds.size))
+    if bg_inds.size > 0:
+        bg_inds = rng.choice(bg_inds, size=bg_rois_per_this_image, replace=False)
+    keep_inds = np.append(fg_inds, bg_inds).astype(np.int64)
+    labels = np.array(labels[keep_inds], copy=True)
+    labels[fg_rois_per_this_image:] = 0  # the sampled background rows
+    overlaps = overlaps[keep_inds]
+    rois = rois[keep_inds]
+    bbox_targets, bbox_inside_weights = _get_bbox_regression_labels(
+        entry['bbox_targets'][keep_inds, :], num_classes, cfg)
+    return labels, overlaps, rois, bbox_targets, bbox_inside_weights
+
+
+def _get_image_blob(roidb: Sequence[Dict[str, Any]], scale_inds: np.ndarray, cfg) -> Tuple[np.ndarray, List[float]]:
+    """Read, flip where the entry says so, mean-subtract and scale each image; stack into (N, 3, H, W)."""
+    processed_ims = []
+    im_scales = []
+    for i, entry in enumerate(roidb):
+        im = read_image(entry['image'])
+        if entry['flipped']:
+            im = im[:, ::-1, :]
+        target_size = cfg.TRAIN.SCALES[scale_inds[i]]
+        im, im_scale = prep_im_for_blob(im, cfg.PIXEL_MEANS, target_size, cfg.TRAIN.MAX_SIZE)
+        im_scales.append(im_scale)
+        processed_ims.append(im)
+    blob = im_list_to_blob(processed_ims)
+    return blob, im_scales
+
+
+def _project_im_rois(im_rois: np.ndarray, im_scale_factor: float) -> np.ndarray:
+    """RoIs (R, 4) in image coordinates -> blob coordinates."""
+    return im_rois * im_scale_factor
+
+
+def _get_bbox_regression_labels(bbox_target_data: np.ndarray, num_classes: int,
+                                cfg) -> Tuple[np.ndarray, np.ndarray]:
+    """Expand (S, 5) [class, tx, ty, tw, th] into class-specific (S, 4K) targets and inside weights."""
+    clss = bbox_target_data[:, 0].astype(np.int64)
+    bbox_targets = np.zeros((clss.size, 4 * num_classes), dtype=np.float32)
+    bbox_inside_weights = np.zeros(bbox_targets.shape, dtype=np.float32)
+    inds = np.where(clss > 0)[0]
+    for ind in inds:
+        start = 4 * int(clss[ind])
+        end = start + 4
+        bbox_targets[ind, start:end] = bbox_target_data[ind, 1:]
+        bbox_inside_weights[ind, start:end] = cfg.TRAIN.BBOX_INSIDE_WEIGHTS
+    return bbox_targets, bbox_inside_weights

@@ -28,5 +28,5 @@ bench: setup
 	$(PY) tools/bench_ops.py
 
 clean:
-	rm -rf build lib/utils/bbox.c lib/nms/cpu_nms.c
+	rm -rf build lib/utils/bbox.c lib/nms/cpu_nms.cpp
 	find lib -name '*.so' -delete

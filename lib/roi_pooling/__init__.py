@@ -1,0 +1,170 @@
+"""RoI max pooling with caffe-fast-rcnn's semantics, as a differentiable torch op.
+
+Semantics (the original ROIPoolingLayer): RoI corners are scaled by spatial_scale and rounded with C round() (half
+away from zero); sizes are end - start + 1, at least 1; bin (i, j) covers rows floor(i * bin_h) .. ceil((i + 1) *
+bin_h) (exclusive) offset by the RoI start and clipped to the map (columns likewise); an empty bin gives 0; the first
+maximum wins; the gradient flows to that maximum only (none to the RoIs).
+
+Back-ends: our C++/CUDA op (lib/roi_pooling/csrc, built by setup.py) is 'native'. Without it (not built, or built
+without CUDA and used on a GPU) torchvision.ops.roi_pool, which implements the same algorithm, is used instead and
+one warning says why; backend(device) tells which one runs.
+
+    pool = RoIPool(7, 7, 1.0 / 16)
+    out = pool(features, rois)   # features (N, C, H, W), rois (R, 5) [batch, x1, y1, x2, y2] -> (R, C, 7, 7)
+"""
+from typing import Optional, Union
+import warnings
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+__all__ = ['RoIPool', 'roi_pool', 'backend']
+
+try:
+    from roi_pooling import _C  # type: ignore[attr-defined]
+    _IMPORT_ERROR: Optional[str] = None
+except ImportError as e:  # not built: fall back to torchvision
+    _C = None
+    _IMPORT_ERROR = str(e)
+
+_warned = set()
+_cuda_checked = {}
+
+
+def _warn_once(key: str, msg: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+def _fallback_reason(device: torch.device) -> Optional[str]:
+    """Why the native op cannot run on `device`, or None when it can."""
+    if _C is None:
+        return ('roi_pooling: the native extension roi_pooling._C is not built (%s); using torchvision.ops.roi_pool. '
+                'Build it with `make setup` (or `.venv/bin/python setup.py build_ext --inplace`).' % _IMPORT_ERROR)
+    if device.type == 'cuda' and not _C.has_cuda():
+        return ('roi_pooling: roi_pooling._C was built without CUDA kernels; using torchvision.ops.roi_pool on %s. '
+                'Rebuild with `WITH_CUDA=1 make setup`.' % device)
+    if device.type not in ('cpu', 'cuda'):
+        return 'roi_pooling: no native kernel for device type %s; using torchvision.ops.roi_pool.' % device.type
+    return None
+
+
+def backend(device: Union[str, torch.device] = 'cpu') -> str:
+    """'native' when our op runs for tensors on `device`, 'torchvision' when the fallback does."""
+    return 'native' if _fallback_reason(torch.device(device)) is None else 'torchvision'
+
+
+def _rebuild_hint(device: torch.device) -> str:
+    major, minor = torch.cuda.get_device_capability(device)
+    return 'TORCH_CUDA_ARCH_LIST="%d.%d" WITH_CUDA=1 make setup' % (major, minor)
+
+
+def _forward(features: torch.Tensor, rois: torch.Tensor, ph: int, pw: int, scale: float):
+    """The native forward: (output (R, C, ph, pw), argmax (R, C, ph, pw) int32); raises on a CUDA failure."""
+    output, argmax, err = _C.forward(features, rois, int(ph), int(pw), float(scale))
+    if err:
+        raise RuntimeError(err + '. Rebuild for this GPU: ' + _rebuild_hint(features.device))
+    return output, argmax
+
+
+class _RoIPoolFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, rois: torch.Tensor, pooled_height: int, pooled_width: int,
+                spatial_scale: float) -> torch.Tensor:
+        output, argmax = _forward(features, rois, pooled_height, pooled_width, spatial_scale)
+        ctx.save_for_backward(rois, argmax)
+        ctx.feature_shape = tuple(features.shape)
+        return output
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output: torch.Tensor):
+        rois, argmax = ctx.saved_tensors
+        n, c, h, w = ctx.feature_shape
+        grad_features, err = _C.backward(grad_output, rois, argmax, n, c, h, w)
+        if err:
+            raise RuntimeError(err + '. Rebuild for this GPU: ' + _rebuild_hint(grad_output.device))
+        return grad_features, None, None, None, None
+
+
+def _check_args(features: torch.Tensor, rois: torch.Tensor) -> None:
+    if features.dim() != 4:
+        raise ValueError('roi_pooling: features must be (N, C, H, W), got shape %s' % (tuple(features.shape),))
+    if rois.dim() != 2 or rois.shape[1] != 5:
+        raise ValueError('roi_pooling: rois must be (R, 5) [batch, x1, y1, x2, y2], got shape %s'
+                         % (tuple(rois.shape),))
+    if features.device != rois.device:
+        raise ValueError('roi_pooling: features are on %s but rois on %s' % (features.device, rois.device))
+    if rois.shape[0] == 0:
+        return
+    batch = rois[:, 0]
+    n = features.shape[0]
+    if rois.device.type == 'cpu':
+        lo, hi = float(batch.min()), float(batch.max())
+        if not (lo >= 0 and hi < n):
+            raise ValueError('roi_pooling: RoI batch indices must lie in [0, %d), got [%g, %g]' % (n, lo, hi))
+    else:  # no host sync on the GPU: a device-side assert (the kernels skip such RoIs)
+        torch._assert_async(((batch >= 0) & (batch < n)).all(), 'roi_pooling: RoI batch indices must lie in [0, N)')
+
+
+def _self_check_cuda(device: torch.device) -> None:
+    """Once per GPU: the CUDA kernels must agree with the CPU ones, else refuse (wrong-arch builds)."""
+    key = str(device)
+    if _cuda_checked.get(key):
+        return
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(2, 3, 12, 17, generator=g)
+    xy = torch.rand(40, 4, generator=g) * torch.tensor([17 * 8.0, 12 * 8.0, 17 * 8.0, 12 * 8.0])
+    rois = torch.cat([torch.randint(0, 2, (40, 1), generator=g).float(), torch.minimum(xy[:, :2], xy[:, 2:]),
+                      torch.maximum(xy[:, :2], xy[:, 2:])], 1)
+    ref, ref_arg = _forward(feats, rois, 3, 4, 0.125)
+    out, arg = _forward(feats.to(device), rois.to(device), 3, 4, 0.125)  # raises if the kernels cannot run here
+    if not (torch.equal(out.cpu(), ref) and torch.equal(arg.cpu(), ref_arg)):
+        raise RuntimeError('roi_pooling: the CUDA kernels disagree with the CPU ones on %s (compiled for %s); '
+                           'refusing to run. Rebuild for this GPU: %s'
+                           % (torch.cuda.get_device_name(device), _C.cuda_archs, _rebuild_hint(device)))
+    _cuda_checked[key] = True
+
+
+def roi_pool(features: torch.Tensor, rois: torch.Tensor, pooled_height: int, pooled_width: int,
+             spatial_scale: float) -> torch.Tensor:
+    """Caffe RoI max pooling.
+
+    features: (N, C, H, W) float; rois: (R, 5) [batch index, x1, y1, x2, y2] in image pixels (inclusive);
+    spatial_scale: feature-map cells per image pixel (1/16 for VGG16). Returns (R, C, pooled_height, pooled_width).
+    float16/bfloat16 features are pooled in float32 and cast back.
+    """
+    _check_args(features, rois)
+    out_dtype = features.dtype
+    if features.dtype not in (torch.float32, torch.float64):
+        features = features.float()
+    rois = rois.to(features.dtype)
+    reason = _fallback_reason(features.device)
+    if reason is not None:
+        _warn_once(reason, reason)
+        from torchvision.ops import roi_pool as tv_roi_pool
+        out = tv_roi_pool(features, rois, (int(pooled_height), int(pooled_width)), float(spatial_scale))
+    else:
+        if features.device.type == 'cuda':
+            _self_check_cuda(features.device)
+        out = _RoIPoolFunction.apply(features, rois, int(pooled_height), int(pooled_width), float(spatial_scale))
+    return out.to(out_dtype)
+
+
+class RoIPool(nn.Module):
+    """RoI max pooling layer (caffe-fast-rcnn ROIPooling). forward(features (N,C,H,W), rois (R,5)) -> (R,C,ph,pw)."""
+
+    def __init__(self, pooled_height: int, pooled_width: int, spatial_scale: float):
+        super().__init__()
+        self.pooled_height = int(pooled_height)
+        self.pooled_width = int(pooled_width)
+        self.spatial_scale = float(spatial_scale)
+
+    def forward(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        return roi_pool(features, rois, self.pooled_height, self.pooled_width, self.spatial_scale)
+
+    def extra_repr(self) -> str:
+        return 'pooled_height=%d, pooled_width=%d, spatial_scale=%g' % (
+            self.pooled_height, self.pooled_width, self.spatial_scale)

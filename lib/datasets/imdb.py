@@ -248,7 +248,10 @@ class imdb(object):
                 len(box_list), self.num_images)
         roidb = []
         for i in range(self.num_images):
-            boxes = np.asarray(box_list[i], dtype=np.float32)[:, :4].reshape(-1, 4)
+            boxes = np.asarray(box_list[i])
+            boxes = (boxes if boxes.ndim == 2 else boxes.reshape(-1, 4))[:, :4]
+            if not np.issubdtype(boxes.dtype, np.floating):
+                boxes = boxes.astype(np.float32)  # float proposals keep their dtype, as the original
             num_boxes = boxes.shape[0]
             overlaps = np.zeros((num_boxes, self.num_classes), dtype=np.float32)
             if gt_roidb is not None and gt_roidb[i]['boxes'].size > 0 and num_boxes > 0:
@@ -271,7 +274,7 @@ class imdb(object):
         """Stack b's boxes, gt_classes, gt_overlaps and seg_areas under a's, entry by entry (a first)."""
         assert len(a) == len(b)
         for i in range(len(a)):
-            a[i]['boxes'] = np.vstack((a[i]['boxes'], b[i]['boxes'])).astype(np.float32)
+            a[i]['boxes'] = np.vstack((a[i]['boxes'], b[i]['boxes']))  # numpy promotion, as the original
             a[i]['gt_classes'] = np.hstack((a[i]['gt_classes'], b[i]['gt_classes'])).astype(np.int32)
             a[i]['gt_overlaps'] = as_overlaps(np.vstack((dense_overlaps(a[i]['gt_overlaps']),
                                                          dense_overlaps(b[i]['gt_overlaps']))))

@@ -63,7 +63,8 @@ def get_minibatch(roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None,
             keep &= ~(ov < 0).all(axis=1)  # crowd regions are not objects to find
         gt_inds = np.where(keep)[0]
         gt_boxes = np.empty((len(gt_inds), 5), dtype=np.float32)
-        gt_boxes[:, 0:4] = np.asarray(entry['boxes'], dtype=np.float32)[gt_inds, :] * im_scales[0]
+        # scaled in float64, then stored as float32, as the original's uint16 boxes * python float
+        gt_boxes[:, 0:4] = np.asarray(entry['boxes'], dtype=np.float64)[gt_inds, :] * im_scales[0]
         gt_boxes[:, 4] = entry['gt_classes'][gt_inds]
         blobs['gt_boxes'] = gt_boxes
         blobs['im_info'] = np.array([[im_blob.shape[2], im_blob.shape[3], im_scales[0]]], dtype=np.float32)
@@ -77,8 +78,8 @@ def get_minibatch(roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None,
                 roidb[im_i], fg_rois_per_image, rois_per_image, num_classes, cfg, rng)
             rois = _project_im_rois(im_rois, im_scales[im_i])
             batch_ind = im_i * np.ones((rois.shape[0], 1))
-            rois_blob = np.vstack((rois_blob, np.hstack((batch_ind, rois)))).astype(np.float32)
-            labels_blob = np.hstack((labels_blob, labels)).astype(np.float32)
+            rois_blob = np.vstack((rois_blob, np.hstack((batch_ind, rois))))
+            labels_blob = np.hstack((labels_blob, labels))
             bbox_targets_blob = np.vstack((bbox_targets_blob, bbox_targets))
             bbox_inside_blob = np.vstack((bbox_inside_blob, bbox_inside_weights))
         blobs['rois'] = rois_blob

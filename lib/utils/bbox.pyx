@@ -6,14 +6,24 @@ cimport numpy as cnp
 cnp.import_array()
 
 
+def _as_boxes(x, name):
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] < 4:
+        if x.size == 0:
+            return np.zeros((0, 4), dtype=np.float64)
+        raise ValueError('bbox_overlaps: {} must be (N, 4) or (N, 5), got shape {}'.format(name, x.shape))
+    return np.ascontiguousarray(x[:, :4], dtype=np.float64)
+
+
 def bbox_overlaps(boxes, query_boxes):
     """IoU matrix.
 
-    boxes: (N, 4) float64 x1y1x2y2; query_boxes: (K, 4) float64 x1y1x2y2.
-    Returns (N, K) float64; 0 where two boxes share no pixel. Other float dtypes are converted to float64.
+    boxes: (N, >=4) float64 x1y1x2y2[...]; query_boxes: (K, >=4) float64 x1y1x2y2[...] (extra columns, such as
+    gt_boxes' class, are ignored, as the original). Returns (N, K) float64; 0 where two boxes share no pixel.
+    Other dtypes are converted to float64.
     """
-    cdef cnp.ndarray[cnp.float64_t, ndim=2] b = np.ascontiguousarray(boxes, dtype=np.float64).reshape(-1, 4)
-    cdef cnp.ndarray[cnp.float64_t, ndim=2] q = np.ascontiguousarray(query_boxes, dtype=np.float64).reshape(-1, 4)
+    cdef cnp.ndarray[cnp.float64_t, ndim=2] b = _as_boxes(boxes, 'boxes')
+    cdef cnp.ndarray[cnp.float64_t, ndim=2] q = _as_boxes(query_boxes, 'query_boxes')
     cdef Py_ssize_t N = b.shape[0]
     cdef Py_ssize_t K = q.shape[0]
     cdef cnp.ndarray[cnp.float64_t, ndim=2] overlaps = np.zeros((N, K), dtype=np.float64)

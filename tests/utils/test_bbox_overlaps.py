@@ -39,3 +39,12 @@ def test_property_equals_torchvision_with_plus_one(a, b):
     # torchvision uses exclusive x2, y2: shift by +1 so its areas and intersections equal ours
     tv = torchvision.ops.box_iou(torch.from_numpy(a + [0, 0, 1, 1]), torch.from_numpy(b + [0, 0, 1, 1])).numpy()
     np.testing.assert_allclose(bbox_overlaps(a, b), tv, rtol=1e-12, atol=1e-12)
+
+
+def test_fifth_column_is_ignored_and_bad_shapes_are_errors():
+    boxes = np.array([[0, 0, 9, 9]], dtype=float)
+    gt = np.array([[0, 0, 9, 9, 3], [0, 0, 19, 19, 1], [5, 0, 14, 9, 2], [0, 0, 4, 4, 1]], dtype=float)
+    np.testing.assert_allclose(bbox_overlaps(boxes, gt), [[1.0, 0.25, 50 / 150, 0.25]])
+    import pytest
+    with pytest.raises(ValueError, match='query_boxes'):
+        bbox_overlaps(boxes, np.zeros((3, 3)))

@@ -16,27 +16,7 @@ import _init_paths  # noqa: F401
 import numpy as np
 
 from datasets.ds_utils import load_detections
-
-
-def apply_nms(all_boxes, thresh):
-    """Per class and image NMS (CPU) of all_boxes[cls][image] (D, 5); returns the same structure."""
-    from fast_rcnn.nms_wrapper import nms
-    num_classes = len(all_boxes)
-    num_images = len(all_boxes[0])
-    nms_boxes = [[[] for _ in range(num_images)] for _ in range(num_classes)]
-    for cls_ind in range(num_classes):
-        for im_ind in range(num_images):
-            dets = all_boxes[cls_ind][im_ind]
-            if isinstance(dets, list) and dets == []:
-                continue
-            dets = np.asarray(dets, dtype=np.float32)
-            if dets.shape[0] == 0:
-                continue
-            keep = nms(dets, thresh, force_cpu=True)
-            if len(keep) == 0:
-                continue
-            nms_boxes[cls_ind][im_ind] = dets[np.asarray(keep), :].copy()
-    return nms_boxes
+from fast_rcnn.test import apply_nms
 
 
 def parse_args(argv=None):

@@ -1,0 +1,113 @@
+#!/bin/bash
+# Usage:
+# ./experiments/scripts/faster_rcnn_end2end.sh DEVICE NET DATASET [options args to {train,test}_net.py]
+# DEVICE is a GPU id (0, 1, ...), cuda, cuda:N or cpu.
+# NET in {ZF, VGG_CNN_M_1024, VGG16} for pascal_voc and coco; TINY for shapes (the built-in dataset).
+# DATASET is either pascal_voc, coco or shapes.
+#
+# Example:
+# ./experiments/scripts/faster_rcnn_end2end.sh 0 VGG16 pascal_voc \
+#   --set EXP_DIR foobar RNG_SEED 42 TRAIN.SCALES "[400, 500, 600, 700]"
+# ./experiments/scripts/faster_rcnn_end2end.sh cpu TINY shapes
+#
+# Rerunning the same command after an interruption resumes training from the newest snapshot.
+
+set -x
+set -e
+
+export PYTHONUNBUFFERED="True"
+
+cd "$(dirname "$0")/../.."
+if [ -z "${PYTHON}" ]; then
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
+fi
+
+DEV=$1
+NET=$2
+DATASET=$3
+
+if [ -z "${DEV}" ] || [ -z "${NET}" ] || [ -z "${DATASET}" ]; then
+  echo "Usage: $0 DEVICE NET DATASET [--set KEY VALUE ...]   (DEVICE: a GPU id, cuda[:N] or cpu)"
+  exit 1
+fi
+
+array=( $@ )
+len=${#array[@]}
+EXTRA_ARGS=${array[@]:3:$len}
+EXTRA_ARGS_SLUG=${EXTRA_ARGS// /_}
+
+case ${DEV} in
+  cpu|cuda|cuda:*)
+    DEVICE_ARGS="--device ${DEV}"
+    ;;
+  *[!0-9]*)
+    echo "DEVICE must be a GPU id, cuda, cuda:N or cpu (got ${DEV})"
+    exit 1
+    ;;
+  *)
+    DEVICE_ARGS="--device cuda:${DEV}"
+    ;;
+esac
+
+ITERS_ARGS=""
+WEIGHTS_ARGS=""
+case $DATASET in
+  pascal_voc)
+    TRAIN_IMDB="voc_2007_trainval"
+    TEST_IMDB="voc_2007_test"
+    PT_DIR="pascal_voc"
+    ITERS_ARGS="--iters 70000"
+    ;;
+  coco)
+    # This is a very long and slow training schedule
+    # You can probably use fewer iterations and reduce the
+    # time to the LR drop (set in the solver to 350,000 iterations).
+    TRAIN_IMDB="coco_2014_train"
+    TEST_IMDB="coco_2014_minival"
+    PT_DIR="coco"
+    ITERS_ARGS="--iters 490000"
+    ;;
+  shapes)
+    # The built-in dataset (generated into data/shapes on first use); the solver's max_iter.
+    TRAIN_IMDB="shapes_trainval"
+    TEST_IMDB="shapes_test"
+    PT_DIR="shapes"
+    ;;
+  *)
+    echo "No dataset given (pascal_voc, coco or shapes)"
+    exit 1
+    ;;
+esac
+
+SOLVER=models/${PT_DIR}/${NET}/faster_rcnn_end2end/solver.yml
+if [ ! -f "${SOLVER}" ]; then
+  echo "No solver for ${NET} on ${DATASET}: ${SOLVER} does not exist"
+  exit 1
+fi
+if [ "${NET}" != "TINY" ]; then
+  WEIGHTS=${WEIGHTS:-data/imagenet_models/${NET}.v2.caffemodel}
+  WEIGHTS_ARGS="--weights ${WEIGHTS}"
+fi
+
+mkdir -p experiments/logs
+LOG="experiments/logs/faster_rcnn_end2end_${NET}_${EXTRA_ARGS_SLUG}.txt.`date +'%Y-%m-%d_%H-%M-%S'`"
+exec &> >(tee -a "$LOG")
+echo Logging output to "$LOG"
+
+time ${PYTHON} ./tools/train_net.py ${DEVICE_ARGS} \
+  --solver ${SOLVER} \
+  ${WEIGHTS_ARGS} \
+  --imdb ${TRAIN_IMDB} \
+  ${ITERS_ARGS} \
+  --cfg experiments/cfgs/faster_rcnn_end2end.yml \
+  ${EXTRA_ARGS}
+
+set +x
+NET_FINAL=`grep "^Wrote snapshot to:" ${LOG} | tail -n 1 | awk '{print $4}'`
+set -x
+
+time ${PYTHON} ./tools/test_net.py ${DEVICE_ARGS} \
+  --net ${NET_FINAL} \
+  --imdb ${TEST_IMDB} \
+  --cfg experiments/cfgs/faster_rcnn_end2end.yml \
+  ${EXTRA_ARGS}

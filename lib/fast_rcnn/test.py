@@ -1,0 +1,258 @@
+"""Test a Faster R-CNN network on an image database, as the original's fast_rcnn/test.py.
+
+- ``load_detector(path, cfg_files, set_cfgs, device)``: a snapshot -> (model in eval mode, cfg, classes). The cfg
+  starts from the defaults, then the snapshot's training cfg, then ``cfg_files`` (--cfg), then ``set_cfgs`` (--set).
+- ``im_detect(net, im, cfg)``: one BGR image -> scores (R, K) and boxes (R, 4K) in image pixels.
+- ``test_net(net, imdb, ...)``: every image of ``imdb``: im_detect, score > thresh, per-class NMS, at most
+  ``max_per_image`` detections per image, ``detections.pkl`` in the output folder, then ``imdb.evaluate_detections``.
+"""
+from __future__ import annotations
+
+import os
+import os.path as osp
+import pickle
+import sys
+import time
+from typing import Any, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+
+from fast_rcnn.bbox_transform import bbox_transform_inv, clip_boxes
+from fast_rcnn.config import cfg as global_cfg, cfg_copy, cfg_from_dict, cfg_from_file, cfg_from_list
+from utils.blob import im_list_to_blob, prep_im_for_blob
+from utils.timer import Timer
+
+# Keys of a snapshot's cfg that describe the training machine, not the model: never carried over.
+_MACHINE_KEYS = ('ROOT_DIR', 'DATA_DIR', 'MODELS_DIR', 'DEVICE', 'GPU_ID', 'USE_GPU_NMS', 'MATLAB')
+
+
+def _nms(dets: np.ndarray, thresh: float) -> List[int]:
+    from fast_rcnn.nms_wrapper import nms
+    return [int(i) for i in nms(dets, thresh)]
+
+
+def build_cfg(snapshot_cfg: Optional[dict] = None, cfg_files: Sequence[str] = (), set_cfgs: Sequence[str] = (),
+              base=None):
+    """A fresh cfg: defaults (``base``: the global cfg), then the snapshot's cfg (machine keys excluded), then the
+    YAML files, then ``--set`` pairs."""
+    c = cfg_copy(global_cfg if base is None else base)
+    if snapshot_cfg:
+        cfg_from_dict({k: v for k, v in snapshot_cfg.items() if k not in _MACHINE_KEYS}, c)
+    for f in cfg_files or ():
+        cfg_from_file(f, c)
+    if set_cfgs:
+        cfg_from_list(list(set_cfgs), c)
+    return c
+
+
+def resolve_device(device: Optional[str], gpu: Optional[int] = None) -> torch.device:
+    """'cpu', 'cuda' or 'cuda:N' (or --gpu N) -> torch.device, with a clear error when CUDA is missing."""
+    if device is None:
+        device = 'cuda:{}'.format(gpu) if gpu is not None else 'cpu'
+    dev = torch.device(device)
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError('--device {}: CUDA is not available on this machine (use --device cpu)'.format(device))
+    return dev
+
+
+def load_detector(path: str, cfg_files: Sequence[str] = (), set_cfgs: Sequence[str] = (),
+                  device: Any = 'cpu') -> Tuple[Any, Any, List[str]]:
+    """Load a snapshot for inference. Returns (model (eval mode, on ``device``), cfg, class names).
+
+    The model's name (``model.name``) is the snapshot's file name without ``.pth``, as the original used the
+    caffemodel's basename for the output folder."""
+    from fast_rcnn.train import load_snapshot
+    from nets.faster_rcnn import FasterRCNN
+    snap = load_snapshot(path)
+    c = build_cfg(snap.get('cfg'), cfg_files, set_cfgs)
+    device = torch.device(device)
+    c.DEVICE = str(device)
+    model = FasterRCNN(snap['net'], int(snap['num_classes']), c)
+    model.load_state_dict(snap['model'])
+    model.to(device).eval()
+    model.name = osp.splitext(osp.basename(path))[0]
+    return model, c, list(snap['classes'])
+
+
+def _get_image_blob(im: np.ndarray, cfg) -> Tuple[np.ndarray, np.ndarray]:
+    """BGR image -> (blob (N, 3, H, W) for the TEST.SCALES, scale factors (N,))."""
+    ims, scales = [], []
+    for target in cfg.TEST.SCALES:
+        blob_im, s = prep_im_for_blob(im, cfg.PIXEL_MEANS, target, cfg.TEST.MAX_SIZE)
+        ims.append(blob_im)
+        scales.append(s)
+    return im_list_to_blob(ims), np.array(scales)
+
+
+def im_detect(net, im: np.ndarray, boxes: Optional[np.ndarray] = None, cfg=None) -> Tuple[np.ndarray, np.ndarray]:
+    """Detect object classes in an image.
+
+    net: FasterRCNN in eval mode. im: (H, W, 3) BGR uint8. boxes: must be None (proposals come from the RPN).
+    Returns scores (R, K) float32 softmax probabilities and pred_boxes (R, 4K) float32 class-specific boxes in
+    the image's pixels, clipped to it (the proposals themselves, tiled, when TEST.BBOX_REG is off).
+    """
+    cfg = net.cfg if cfg is None else cfg
+    if boxes is not None:
+        raise ValueError('im_detect: this network makes its own proposals (TEST.HAS_RPN); pass boxes=None')
+    blob, scales = _get_image_blob(im, cfg)
+    if len(scales) != 1:
+        raise ValueError('im_detect: only single-scale testing is supported with an RPN (TEST.SCALES = {})'
+                         .format(cfg.TEST.SCALES))
+    device = next(net.parameters()).device
+    im_info = np.array([[blob.shape[2], blob.shape[3], scales[0]]], dtype=np.float32)
+    with torch.no_grad():
+        rois, cls_prob, bbox_pred = net(torch.from_numpy(blob).to(device), im_info)
+    rois = rois.detach().cpu().numpy()
+    scores = cls_prob.detach().cpu().numpy().astype(np.float32)
+    boxes = rois[:, 1:5] / scales[0]
+    if cfg.TEST.BBOX_REG:
+        deltas = bbox_pred.detach().cpu().numpy().astype(np.float32)
+        pred_boxes = bbox_transform_inv(boxes.astype(np.float32), deltas)
+        pred_boxes = clip_boxes(pred_boxes, im.shape)
+    else:
+        pred_boxes = np.tile(boxes, (1, scores.shape[1]))  # the proposals' dtype, as the original
+    return scores, pred_boxes
+
+
+def apply_nms(all_boxes, thresh):
+    """Per class and image NMS (CPU) of all_boxes[cls][image] (D, 5) [x1, y1, x2, y2, score]; returns the same
+    structure, with [] where nothing is left (as the original, used by tools/reval.py --nms)."""
+    from fast_rcnn.nms_wrapper import nms
+    num_classes = len(all_boxes)
+    num_images = len(all_boxes[0])
+    nms_boxes = [[[] for _ in range(num_images)] for _ in range(num_classes)]
+    for cls_ind in range(num_classes):
+        for im_ind in range(num_images):
+            dets = all_boxes[cls_ind][im_ind]
+            if isinstance(dets, list) and dets == []:
+                continue
+            dets = np.asarray(dets, dtype=np.float32)
+            if dets.shape[0] == 0:
+                continue
+            keep = nms(dets, thresh, force_cpu=True)
+            if len(keep) == 0:
+                continue
+            nms_boxes[cls_ind][im_ind] = dets[np.asarray(keep), :].copy()
+    return nms_boxes
+
+
+def detections_for_image(scores: np.ndarray, boxes: np.ndarray, num_classes: int, thresh: float, nms_thresh: float,
+                         max_per_image: int) -> List[np.ndarray]:
+    """Per class j >= 1: (N_j, 5) [x1, y1, x2, y2, score] with score > thresh, after NMS, at most max_per_image in
+    all (lowest scores dropped). Index 0 (background) is an empty (0, 5) array."""
+    out = [np.zeros((0, 5), dtype=np.float32)]
+    for j in range(1, num_classes):
+        inds = np.where(scores[:, j] > thresh)[0]
+        cls_dets = np.hstack((boxes[inds, j * 4:(j + 1) * 4], scores[inds, j][:, None])).astype(np.float32,
+                                                                                                copy=False)
+        keep = _nms(cls_dets, nms_thresh) if len(cls_dets) else []
+        out.append(cls_dets[keep, :] if len(keep) else np.zeros((0, 5), dtype=np.float32))
+    if max_per_image > 0:
+        all_scores = np.hstack([out[j][:, -1] for j in range(1, num_classes)])
+        if len(all_scores) > max_per_image:
+            th = np.sort(all_scores)[-max_per_image]
+            for j in range(1, num_classes):
+                out[j] = out[j][out[j][:, -1] >= th]
+    return out
+
+
+def vis_detections(im: np.ndarray, class_name: str, dets: np.ndarray, thresh: float = 0.3) -> np.ndarray:
+    """Draw detections with score >= thresh on a copy of the BGR image (headless: cv2 only)."""
+    im = im.copy()
+    for d in dets:
+        if d[-1] < thresh:
+            continue
+        draw_box(im, d[:4], '{:s} {:.3f}'.format(class_name, float(d[-1])))
+    return im
+
+
+def draw_box(im: np.ndarray, box: Sequence[float], text: str, color=(0, 0, 255)) -> None:
+    """Draw one box and its caption on a BGR image in place."""
+    x1, y1, x2, y2 = [int(round(float(v))) for v in box]
+    cv2.rectangle(im, (x1, y1), (x2, y2), color, 2)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+    ty = max(y1, th + base + 1)
+    cv2.rectangle(im, (x1, ty - th - base - 1), (x1 + tw + 2, ty), color, -1)
+    cv2.putText(im, text, (x1 + 1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def _progress(i: int, n: int, t0: float, detect_s: float, misc_s: float) -> None:
+    """A progress bar with ETA: redrawn in place on a terminal, one line per tenth of the images otherwise."""
+    done = i + 1
+    tty = sys.stdout.isatty()
+    if not tty and done != n and done % max(1, n // 10) != 0:
+        return
+    elapsed = time.time() - t0
+    eta = elapsed / done * (n - done)
+    width = 30
+    fill = int(width * done / max(n, 1))
+    line = 'im_detect: [{}{}] {:d}/{:d} {:.3f}s {:.3f}s ETA {:d}:{:02d}'.format(
+        '#' * fill, '.' * (width - fill), done, n, detect_s, misc_s, int(eta) // 60, int(eta) % 60)
+    if tty:
+        sys.stdout.write('\r' + line + ('\n' if done == n else ''))
+    else:
+        sys.stdout.write(line + '\n')
+    sys.stdout.flush()
+
+
+def check_classes(model_classes: Sequence[str], imdb) -> None:
+    """A model can only be tested on a dataset with the same classes in the same order."""
+    if list(model_classes) != list(imdb.classes):
+        raise ValueError('the model was trained on classes {} but {} has classes {}: test it on a dataset with '
+                         'the same classes (in the same order)'.format(list(model_classes), imdb.name,
+                                                                        list(imdb.classes)))
+
+
+def test_net(net, imdb, max_per_image: int = 100, thresh: float = 0.05, vis: bool = False, cfg=None,
+             output_dir: Optional[str] = None, classes: Optional[Sequence[str]] = None) -> Any:
+    """Test ``net`` on every image of ``imdb`` and evaluate.
+
+    Writes ``detections.pkl`` (all_boxes[cls][image] = (N, 5) float32) into ``output_dir`` (default
+    output/<EXP_DIR>/<imdb name>/<net.name>) and returns ``imdb.evaluate_detections``' result (the mean AP for
+    VOC-style datasets). ``classes``: the model's class names, checked against the imdb's.
+    """
+    cfg = net.cfg if cfg is None else cfg
+    if classes is not None:
+        check_classes(classes, imdb)
+    if net.num_classes != imdb.num_classes:
+        raise ValueError('the model has {} classes but {} has {}'.format(net.num_classes, imdb.name,
+                                                                       imdb.num_classes))
+    num_images = len(imdb.image_index)
+    all_boxes = [[np.zeros((0, 5), dtype=np.float32) for _ in range(num_images)] for _ in range(imdb.num_classes)]
+    if output_dir is None:
+        from fast_rcnn.config import get_output_dir
+        output_dir = get_output_dir(imdb, getattr(net, 'name', None), cfg=cfg)
+    os.makedirs(output_dir, exist_ok=True)
+    _t = {'im_detect': Timer(), 'misc': Timer()}
+    t0 = time.time()
+    for i in range(num_images):
+        path = imdb.image_path_at(i)
+        im = cv2.imread(path)
+        if im is None:
+            raise IOError('cannot read image {}'.format(path))
+        _t['im_detect'].tic()
+        scores, boxes = im_detect(net, im, None, cfg)
+        _t['im_detect'].toc()
+        _t['misc'].tic()
+        dets = detections_for_image(scores, boxes, imdb.num_classes, thresh, cfg.TEST.NMS, max_per_image)
+        for j in range(1, imdb.num_classes):
+            all_boxes[j][i] = dets[j]
+        if vis:
+            vim = im
+            for j in range(1, imdb.num_classes):
+                vim = vis_detections(vim, imdb.classes[j], dets[j], 0.3)
+            vis_dir = osp.join(output_dir, 'vis')
+            os.makedirs(vis_dir, exist_ok=True)
+            cv2.imwrite(osp.join(vis_dir, '{}.jpg'.format(osp.splitext(osp.basename(path))[0])), vim)
+        _t['misc'].toc()
+        _progress(i, num_images, t0, _t['im_detect'].average_time, _t['misc'].average_time)
+
+    det_file = osp.join(output_dir, 'detections.pkl')
+    tmp = det_file + '.tmp'
+    with open(tmp, 'wb') as f:
+        pickle.dump(all_boxes, f, pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, det_file)
+    print('Evaluating detections')
+    return imdb.evaluate_detections(all_boxes, output_dir)

@@ -1,0 +1,461 @@
+"""Train a Faster R-CNN network end to end (approximate joint training), as the original's SolverWrapper did
+with Caffe's SGD solver.
+
+- ``load_solver(path)``: a models/<dataset>/<NET>/<method>/solver.yml as a dict (Caffe solver keys plus ``net``,
+  ``frozen_layers``, warm-up and the ``cfg:`` block).
+- ``CaffeSGD``: Caffe's SGD: diff /= iter_size; diff += weight_decay * decay_mult * w; history = momentum * history
+  + lr * lr_mult * diff; w -= history. Weights lr_mult 1, biases lr_mult 2, decay_mult 1 on both (Caffe's
+  defaults in the original prototxts), frozen layers not updated.
+- ``SolverWrapper``: the training loop with logging, snapshots (bbox_pred with the target normalisation folded
+  in), and resuming that reproduces the uninterrupted run (model, optimizer history, iteration, RNG states and the
+  data layer's position are all in the snapshot).
+- ``get_training_roidb``, ``filter_roidb``, ``train_net``: as the original.
+"""
+from __future__ import annotations
+
+import glob
+import math
+import os
+import os.path as osp
+import random
+import re
+import time
+from collections import deque
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import yaml
+
+from fast_rcnn.config import cfg as global_cfg, cfg_to_dict
+
+SNAPSHOT_FORMAT = 'py-faster-rcnn-torch-snapshot/1'
+
+SOLVER_DEFAULTS: Dict[str, Any] = {
+    'net': None,
+    'base_lr': 0.001,
+    'lr_policy': 'step',
+    'gamma': 0.1,
+    'stepsize': 50000,
+    'stepvalues': None,
+    'momentum': 0.9,
+    'weight_decay': 0.0005,
+    'max_iter': 70000,
+    'iter_size': 1,
+    'display': 20,
+    'average_loss': 100,
+    'snapshot_prefix': None,
+    'snapshot': None,           # -> cfg.TRAIN.SNAPSHOT_ITERS when given
+    'frozen_layers': None,      # None: the network's own (the original's) frozen layers
+    'warmup_iters': 0,          # opt-in linear warm-up (not in the original)
+    'warmup_factor': 1.0 / 3,
+    'clip_gradients': -1.0,     # Caffe's clip_gradients (global L2 norm), off by default
+    'bias_lr_mult': 2.0,
+    'bias_decay_mult': 1.0,
+    'norm_decay_mult': 0.0,     # GroupNorm affine parameters (TINY only; the original nets have none)
+    'from_scratch': None,       # None: the network's own choice
+    'cfg': None,
+}
+
+
+class SolverError(ValueError):
+    """A solver.yml that cannot be used."""
+
+
+def load_solver(path: str) -> Dict[str, Any]:
+    """Read a solver.yml: Caffe solver keys (see SOLVER_DEFAULTS) plus ``net`` and a ``cfg:`` block.
+
+    Unknown keys are an error naming the file and the key."""
+    if not osp.isfile(path):
+        raise SolverError('solver file not found: {}'.format(path))
+    with open(path) as f:
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise SolverError('{}: not valid YAML: {}'.format(path, e)) from None
+    if not isinstance(data, dict):
+        raise SolverError('{}: expected a mapping of solver keys'.format(path))
+    unknown = sorted(set(data) - set(SOLVER_DEFAULTS))
+    if unknown:
+        raise SolverError('{}: unknown solver key(s): {} (known: {})'.format(
+            path, ', '.join(unknown), ', '.join(sorted(SOLVER_DEFAULTS))))
+    solver = dict(SOLVER_DEFAULTS)
+    solver.update(data)
+    if not solver['net']:
+        raise SolverError('{}: the solver must name its network (net: VGG16, ZF, VGG_CNN_M_1024 or TINY)'.format(path))
+    if not solver['snapshot_prefix']:
+        solver['snapshot_prefix'] = '{}_faster_rcnn'.format(str(solver['net']).lower())
+    if solver['lr_policy'] not in ('step', 'multistep', 'fixed'):
+        raise SolverError('{}: lr_policy {!r} is not supported (step, multistep, fixed)'.format(
+            path, solver['lr_policy']))
+    if int(solver['iter_size']) < 1:
+        raise SolverError('{}: iter_size must be >= 1'.format(path))
+    if solver['cfg'] is not None and not isinstance(solver['cfg'], dict):
+        raise SolverError('{}: the cfg: block must be a mapping of config keys'.format(path))
+    solver['path'] = osp.abspath(path)
+    return solver
+
+
+def learning_rate(solver: Dict[str, Any], it: int) -> float:
+    """The learning rate of iteration ``it`` (0-based), as Caffe's lr policies, times the opt-in warm-up."""
+    base = float(solver['base_lr'])
+    policy = solver['lr_policy']
+    if policy == 'fixed':
+        lr = base
+    elif policy == 'step':
+        lr = base * float(solver['gamma']) ** (it // int(solver['stepsize']))
+    else:
+        steps = sum(1 for s in (solver['stepvalues'] or []) if it >= int(s))
+        lr = base * float(solver['gamma']) ** steps
+    warm = int(solver.get('warmup_iters') or 0)
+    if warm > 0 and it < warm:
+        f = float(solver['warmup_factor'])
+        lr *= f + (1.0 - f) * it / warm
+    return lr
+
+
+class CaffeSGD:
+    """Caffe's SGDSolver update over (param, lr_mult, decay_mult) triples."""
+
+    def __init__(self, groups: Sequence[Tuple[str, torch.nn.Parameter, float, float]], momentum: float,
+                 weight_decay: float) -> None:
+        self.groups = [g for g in groups if g[2] != 0.0 or g[3] != 0.0]
+        self.momentum = float(momentum)
+        self.weight_decay = float(weight_decay)
+        self.history = [torch.zeros_like(p, memory_format=torch.preserve_format) for _, p, _, _ in self.groups]
+
+    @torch.no_grad()
+    def step(self, lr: float, iter_size: int = 1, clip_gradients: float = -1.0) -> None:
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for _, p, _, _ in self.groups]
+        if clip_gradients > 0:
+            norm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in grads))
+            if norm > clip_gradients:
+                for g in grads:
+                    g.mul_(clip_gradients / norm)
+        for (name, p, lr_mult, decay_mult), g, h in zip(self.groups, grads, self.history):
+            if iter_size > 1:
+                g = g / iter_size
+            if self.weight_decay * decay_mult != 0.0:
+                g = g.add(p, alpha=self.weight_decay * decay_mult)
+            h.mul_(self.momentum).add_(g, alpha=lr * lr_mult)
+            p.sub_(h)
+
+    def zero_grad(self) -> None:
+        for _, p, _, _ in self.groups:
+            p.grad = None
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {'names': [n for n, _, _, _ in self.groups], 'history': [h.detach().cpu().clone() for h in self.history]}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        names = [n for n, _, _, _ in self.groups]
+        if list(state['names']) != names:
+            raise ValueError('optimizer state does not match the network (parameters {} vs {})'.format(
+                len(state['names']), len(names)))
+        for h, s in zip(self.history, state['history']):
+            h.copy_(s.to(h.device))
+
+
+def param_groups(model: torch.nn.Module, solver: Dict[str, Any]) -> List[Tuple[str, torch.nn.Parameter, float, float]]:
+    """(name, param, lr_mult, decay_mult) for every trainable parameter: weights (1, 1), biases
+    (bias_lr_mult, bias_decay_mult), normalisation-layer affine parameters (1, norm_decay_mult)."""
+    norm_params = set()
+    for m in model.modules():
+        if isinstance(m, (torch.nn.GroupNorm, torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
+            norm_params.update(id(p) for p in m.parameters(recurse=False))
+    groups = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if id(p) in norm_params:
+            groups.append((name, p, 1.0, float(solver['norm_decay_mult'])))
+        elif name.endswith('bias'):
+            groups.append((name, p, float(solver['bias_lr_mult']), float(solver['bias_decay_mult'])))
+        else:
+            groups.append((name, p, 1.0, 1.0))
+    return groups
+
+
+# ----------------------------------------------------------------------------- RNG state (weights_only-safe)
+def get_rng_state(model_rng: Optional[np.random.RandomState] = None) -> Dict[str, Any]:
+    def np_state(st):
+        return {'keys': torch.from_numpy(st[1].astype(np.int64)), 'pos': int(st[2]), 'has_gauss': int(st[3]),
+                'cached_gaussian': float(st[4])}
+    out = {'numpy': np_state(np.random.get_state()), 'torch': torch.get_rng_state(),
+           'python': [list(x) if isinstance(x, tuple) else x for x in random.getstate()]}
+    if model_rng is not None:
+        out['model'] = np_state(model_rng.get_state())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out['cuda'] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def set_rng_state(state: Dict[str, Any], model_rng: Optional[np.random.RandomState] = None) -> None:
+    def np_state(d):
+        return ('MT19937', d['keys'].numpy().astype(np.uint32), int(d['pos']), int(d['has_gauss']),
+                float(d['cached_gaussian']))
+    np.random.set_state(np_state(state['numpy']))
+    torch.set_rng_state(state['torch'])
+    py = state['python']
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if model_rng is not None and 'model' in state:
+        model_rng.set_state(np_state(state['model']))
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def _plain(v: Any) -> Any:
+    """Numpy values inside a (nested) dict/list -> tensors, Python numbers and lists (weights_only-safe)."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(v))
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _unplain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _unplain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_unplain(x) for x in v]
+    if isinstance(v, torch.Tensor):
+        return v.numpy()
+    return v
+
+
+# ----------------------------------------------------------------------------- snapshots
+def snapshot_name(solver: Dict[str, Any], cfg, it: int) -> str:
+    infix = ('_' + cfg.TRAIN.SNAPSHOT_INFIX) if cfg.TRAIN.SNAPSHOT_INFIX != '' else ''
+    return '{}{}_iter_{:d}.pth'.format(solver['snapshot_prefix'], infix, it)
+
+
+def find_snapshots(output_dir: str, solver: Dict[str, Any], cfg) -> List[Tuple[int, str]]:
+    """(iteration, path) of this solver's snapshots in ``output_dir``, oldest first."""
+    infix = ('_' + cfg.TRAIN.SNAPSHOT_INFIX) if cfg.TRAIN.SNAPSHOT_INFIX != '' else ''
+    pat = re.compile('^' + re.escape(solver['snapshot_prefix'] + infix) + r'_iter_(\d+)\.pth$')
+    found = []
+    for p in glob.glob(osp.join(output_dir, '*.pth')):
+        m = pat.match(osp.basename(p))
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    tmp = '{}.tmp.{}'.format(path, os.getpid())
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_snapshot(path: str, map_location: str = 'cpu') -> Dict[str, Any]:
+    """Load a snapshot written by SolverWrapper (weights_only), with a clear error for other files."""
+    if not osp.isfile(path):
+        raise FileNotFoundError('snapshot not found: {}'.format(path))
+    try:
+        snap = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file named
+        raise ValueError('{}: not a loadable snapshot ({})'.format(path, e)) from None
+    if not isinstance(snap, dict) or snap.get('format') != SNAPSHOT_FORMAT:
+        raise ValueError('{}: not a py-faster-rcnn-torch snapshot (no "format": {!r} entry)'.format(
+            path, SNAPSHOT_FORMAT))
+    return snap
+
+
+# ----------------------------------------------------------------------------- roidb
+def get_training_roidb(imdb, cfg=None):
+    """Returns a roidb (list of dicts) for training: flipped images appended when TRAIN.USE_FLIPPED, then
+    prepared (image paths, sizes, max_overlaps, max_classes)."""
+    cfg = global_cfg if cfg is None else cfg
+    from roi_data_layer import roidb as rdl_roidb
+    if cfg.TRAIN.USE_FLIPPED:
+        print('Appending horizontally-flipped training examples...')
+        imdb.append_flipped_images()
+        print('done')
+    print('Preparing training data...')
+    rdl_roidb.prepare_roidb(imdb)
+    print('done')
+    return imdb.roidb
+
+
+def filter_roidb(roidb, cfg=None):
+    """Drop images with no usable RoI (the datasets helper's roi_data_layer.roidb.filter_roidb)."""
+    from roi_data_layer import roidb as rdl_roidb
+    import inspect
+    f = rdl_roidb.filter_roidb
+    if 'cfg' in inspect.signature(f).parameters:
+        return f(roidb, cfg=cfg)
+    return f(roidb)
+
+
+# ----------------------------------------------------------------------------- the solver
+class SolverWrapper:
+    """Runs Caffe-style SGD on a FasterRCNN model and takes snapshots.
+
+    Args:
+        model: nets.faster_rcnn.FasterRCNN, already on its device, weights loaded.
+        data_layer: object with ``forward() -> {'data', 'im_info', 'gt_boxes'}``, ``state_dict()`` and
+            ``load_state_dict(state)``.
+        output_dir: where snapshots go.
+        solver: load_solver's dict.
+        cfg: the run's configuration (stored in every snapshot).
+        classes: the dataset's class names (stored in every snapshot).
+        imdb_name: stored in snapshots.
+    """
+
+    def __init__(self, model, data_layer, output_dir: str, solver: Dict[str, Any], cfg, classes: Sequence[str],
+                 imdb_name: str = '') -> None:
+        self.model = model
+        self.data_layer = data_layer
+        self.output_dir = output_dir
+        self.solver = solver
+        self.cfg = cfg
+        self.classes = list(classes)
+        self.imdb_name = imdb_name
+        self.device = next(model.parameters()).device
+        self.optimizer = CaffeSGD(param_groups(model, solver), solver['momentum'], solver['weight_decay'])
+        self.iter = 0
+        self.bbox_normalize = bool(cfg.TRAIN.BBOX_REG and cfg.TRAIN.BBOX_NORMALIZE_TARGETS)
+        if self.bbox_normalize and not cfg.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED:
+            raise ValueError('end-to-end training needs TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED: True '
+                             '(set it in the --cfg file, e.g. experiments/cfgs/faster_rcnn_end2end.yml)')
+
+    # -------------------------------------------------------------- snapshots
+    def snapshot(self) -> str:
+        """Write output_dir/<prefix>[_<infix>]_iter_<N>.pth atomically; returns its path."""
+        state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        raw = None
+        if self.bbox_normalize:
+            from nets.faster_rcnn import fold_bbox_normalization
+            raw = {'weight': state['bbox_pred.weight'], 'bias': state['bbox_pred.bias']}
+            state = fold_bbox_normalization(state, self.model.num_classes, self.cfg.TRAIN.BBOX_NORMALIZE_MEANS,
+                                            self.cfg.TRAIN.BBOX_NORMALIZE_STDS)
+        solver = {k: v for k, v in self.solver.items()}
+        snap = {
+            'format': SNAPSHOT_FORMAT,
+            'net': self.model.net_name,
+            'classes': self.classes,
+            'num_classes': self.model.num_classes,
+            'imdb': self.imdb_name,
+            'cfg': cfg_to_dict(self.cfg),
+            'solver': _plain(solver),
+            'iter': self.iter,
+            'model': state,
+            'bbox_pred_folded': raw is not None,
+            'bbox_pred_raw': raw,
+            'optimizer': self.optimizer.state_dict(),
+            'rng': get_rng_state(self.model.rng),
+            'data_layer': _plain(self.data_layer.state_dict()),
+        }
+        os.makedirs(self.output_dir, exist_ok=True)
+        path = osp.join(self.output_dir, snapshot_name(self.solver, self.cfg, self.iter))
+        atomic_torch_save(snap, path)
+        print('Wrote snapshot to: {:s}'.format(path), flush=True)
+        return path
+
+    def restore(self, path: str) -> None:
+        """Continue from a snapshot written by ``snapshot``: weights (unfolded), optimizer, iteration, RNG, data."""
+        snap = load_snapshot(path)
+        if snap['net'] != self.model.net_name:
+            raise ValueError('{}: snapshot of network {} cannot resume training of {}'.format(
+                path, snap['net'], self.model.net_name))
+        if list(snap['classes']) != self.classes:
+            raise ValueError('{}: snapshot classes {} differ from the dataset classes {}'.format(
+                path, snap['classes'], self.classes))
+        state = dict(snap['model'])
+        if snap.get('bbox_pred_folded'):
+            state['bbox_pred.weight'] = snap['bbox_pred_raw']['weight']
+            state['bbox_pred.bias'] = snap['bbox_pred_raw']['bias']
+        self.model.load_state_dict(state)
+        self.optimizer.load_state_dict(snap['optimizer'])
+        self.iter = int(snap['iter'])
+        set_rng_state(snap['rng'], self.model.rng)
+        self.data_layer.load_state_dict(_unplain(snap['data_layer']))
+
+    # -------------------------------------------------------------- training
+    def train_model(self, max_iters: int) -> str:
+        """Train up to iteration ``max_iters``; returns the path of the last snapshot."""
+        s = self.solver
+        iter_size = int(s['iter_size'])
+        display = int(s['display'] or 0)
+        smoothed: deque = deque(maxlen=max(1, int(s['average_loss'])))
+        per_loss: Dict[str, deque] = {}
+        snapshot_iters = int(self.cfg.TRAIN.SNAPSHOT_ITERS)
+        last_snapshot_iter = -1
+        last_path = None
+        self.model.train()
+        t_disp, it_disp = time.time(), self.iter
+        while self.iter < max_iters:
+            lr = learning_rate(s, self.iter)
+            self.optimizer.zero_grad()
+            total = 0.0
+            parts: Dict[str, float] = {}
+            for _ in range(iter_size):
+                blobs = self.data_layer.forward()
+                data = torch.from_numpy(np.ascontiguousarray(blobs['data'], dtype=np.float32)).to(self.device)
+                losses = self.model(data, blobs['im_info'], blobs['gt_boxes'])
+                loss = sum(losses.values())
+                loss.backward()
+                total += float(loss.detach()) / iter_size
+                for k, v in losses.items():
+                    parts[k] = parts.get(k, 0.0) + float(v.detach()) / iter_size
+            if not math.isfinite(total):
+                raise FloatingPointError('iteration {}: the loss is {} (lr {:g}); lower base_lr or add warm-up'
+                                         .format(self.iter, total, lr))
+            self.optimizer.step(lr, iter_size, float(s['clip_gradients']))
+            smoothed.append(total)
+            for k, v in parts.items():
+                per_loss.setdefault(k, deque(maxlen=smoothed.maxlen)).append(v)
+            self.iter += 1
+            if display and (self.iter % display == 0 or self.iter == 1):
+                now = time.time()
+                # seconds per iteration over the iterations since the last line (the first line: since start)
+                spi = (now - t_disp) / max(self.iter - it_disp, 1)
+                eta = spi * (max_iters - self.iter)
+                print('Iteration {:d}, loss = {:.4f} ({}), lr = {:g}, {:.3f} s/iter, ETA {}'.format(
+                    self.iter, float(np.mean(smoothed)),
+                    ', '.join('{} = {:.4f}'.format(k, float(np.mean(v))) for k, v in per_loss.items()),
+                    lr, spi, _fmt_eta(eta)), flush=True)
+                t_disp, it_disp = now, self.iter
+            if snapshot_iters > 0 and self.iter % snapshot_iters == 0:
+                last_snapshot_iter = self.iter
+                last_path = self.snapshot()
+        if last_snapshot_iter != self.iter:
+            last_path = self.snapshot()
+        return last_path
+
+
+def _fmt_eta(sec: float) -> str:
+    sec = int(round(sec))
+    h, rem = divmod(sec, 3600)
+    m, s = divmod(rem, 60)
+    return '{:d}:{:02d}:{:02d}'.format(h, m, s)
+
+
+def train_net(model, data_layer, output_dir: str, solver: Dict[str, Any], cfg, classes: Sequence[str],
+              max_iters: int, imdb_name: str = '', resume: bool = True) -> str:
+    """Train ``model``; resume from the newest snapshot in ``output_dir`` unless ``resume`` is False (then earlier
+    snapshots of this solver there are removed, so a later resume cannot pick them up). Returns the last snapshot's
+    path; the last line printed is ``Wrote snapshot to: PATH``."""
+    sw = SolverWrapper(model, data_layer, output_dir, solver, cfg, classes, imdb_name)
+    snaps = find_snapshots(output_dir, solver, cfg)
+    if resume and snaps:
+        it, path = snaps[-1]
+        print('Resuming from {:s}'.format(path), flush=True)
+        sw.restore(path)
+        if sw.iter >= max_iters:
+            print('Already trained to iteration {:d} (asked for {:d}); nothing to do'.format(sw.iter, max_iters))
+            print('Wrote snapshot to: {:s}'.format(path), flush=True)
+            return path
+    elif not resume:
+        for _, path in snaps:
+            os.remove(path)
+            print('Removed earlier snapshot {:s} (--fresh)'.format(path))
+    print('Solving...', flush=True)
+    last = sw.train_model(max_iters)
+    print('done solving', flush=True)
+    print('Wrote snapshot to: {:s}'.format(last), flush=True)
+    return last

@@ -1,0 +1,222 @@
+"""The Faster R-CNN detector (approximate joint training, as the original's end2end prototxts).
+
+``FasterRCNN(net, num_classes, cfg)`` wires a network from ``nets.backbones`` to the RPN head, the RPN and
+proposal-target layers (numpy, no gradient: proposals are detached as in the original), RoI pooling and the
+classification / regression heads.
+
+Forward: ``model(data (1,3,H,W) float32, im_info (1,3) [[H, W, scale]], gt_boxes (G,5) [x1,y1,x2,y2,cls])``
+- training mode: a dict of the four losses ``rpn_loss_cls`` (softmax, ignore label -1, normalised by the number
+  of non-ignored anchors), ``rpn_loss_bbox`` (smooth L1, sigma 3, divided by 1: the outside weights hold
+  1/#sampled), ``loss_cls`` (softmax over the sampled RoIs) and ``loss_bbox`` (smooth L1, sigma 1, divided by the
+  number of RoIs); scalar tensors, each with loss_weight 1;
+- eval mode: ``(rois (R,5) [0,x1,y1,x2,y2] in blob coordinates, cls_prob (R,K), bbox_pred (R,4K))``.
+
+``data`` is always the Caffe-style blob (BGR, 0-255, cfg.PIXEL_MEANS subtracted). A model initialised from
+torchvision ImageNet weights (``input_mode == 'torchvision'``) converts it to RGB/255 with ImageNet mean/std
+inside ``forward``, so the data pipeline never changes.
+"""
+from __future__ import annotations
+
+import time
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nets.backbones import NetDef, build_net
+from nets import ops
+
+TORCHVISION_MEAN = (0.485, 0.456, 0.406)
+TORCHVISION_STD = (0.229, 0.224, 0.225)
+
+
+class _Timers:
+    """Accumulates wall seconds per named stage (for tools/bench_net.py); a no-op when ``store`` is None."""
+
+    def __init__(self, store: Optional[Dict[str, float]], device: torch.device) -> None:
+        self.store = store
+        self.cuda = device.type == 'cuda'
+        self.t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.store is None:
+            return
+        if self.cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.store[name] = self.store.get(name, 0.0) + now - self.t
+        self.t = now
+
+
+class FasterRCNN(nn.Module):
+    """Faster R-CNN on one of ``nets.backbones``' networks.
+
+    Args:
+        net: network name (VGG16, ZF, VGG_CNN_M_1024, TINY) or a NetDef.
+        num_classes: K, including background; always from the dataset.
+        cfg: the configuration (ANCHOR_SCALES, ANCHOR_RATIOS, FEAT_STRIDE, POOLING_MODE, PIXEL_MEANS, TRAIN.*,
+            TEST.* proposal settings). Kept as ``self.cfg``; ``None`` means ``fast_rcnn.config.cfg``.
+    """
+
+    def __init__(self, net: Union[str, NetDef], num_classes: int, cfg=None) -> None:
+        super().__init__()
+        if cfg is None:
+            from fast_rcnn.config import cfg as global_cfg
+            cfg = global_cfg
+        if num_classes < 2:
+            raise ValueError('FasterRCNN: num_classes must count background and at least one class, got {}'
+                             .format(num_classes))
+        netdef = build_net(net) if isinstance(net, str) else net
+        self.netdef = netdef
+        self.net_name = netdef.name
+        self.num_classes = int(num_classes)
+        self.cfg = cfg
+        self.anchor_scales = tuple(cfg.get('ANCHOR_SCALES', (8, 16, 32)))
+        self.anchor_ratios = tuple(cfg.get('ANCHOR_RATIOS', (0.5, 1.0, 2.0)))
+        self.feat_stride = int(cfg.get('FEAT_STRIDE', 16))
+        if self.feat_stride != netdef.feat_stride:
+            raise ValueError('cfg.FEAT_STRIDE is {} but {} has stride {}: set FEAT_STRIDE: {} in its solver\'s cfg: '
+                             'block'.format(self.feat_stride, netdef.name, netdef.feat_stride, netdef.feat_stride))
+        self.num_anchors = len(self.anchor_scales) * len(self.anchor_ratios)
+        A = self.num_anchors
+
+        self.features = netdef.features
+        self.rpn_conv = nn.Conv2d(netdef.feat_channels, netdef.rpn_channels, 3, 1, 1)
+        self.rpn_cls_score = nn.Conv2d(netdef.rpn_channels, 2 * A, 1)
+        self.rpn_bbox_pred = nn.Conv2d(netdef.rpn_channels, 4 * A, 1)
+        self.roi_pool = ops.make_roi_pool(netdef.pooled_size, 1.0 / self.feat_stride,
+                                          cfg.get('POOLING_MODE', 'pool'))
+        self.head = netdef.head
+        self.cls_score = nn.Linear(netdef.head_dim, self.num_classes)
+        self.bbox_pred = nn.Linear(netdef.head_dim, 4 * self.num_classes)
+        for layer, std in ((self.rpn_conv, 0.01), (self.rpn_cls_score, 0.01), (self.rpn_bbox_pred, 0.01),
+                           (self.cls_score, 0.01), (self.bbox_pred, 0.001)):
+            nn.init.normal_(layer.weight, 0.0, std)
+            nn.init.zeros_(layer.bias)
+        # 0 = Caffe convention (BGR - PIXEL_MEANS), 1 = torchvision (RGB/255, ImageNet mean/std). A buffer, so it
+        # travels with the state dict.
+        # Source of the target layers' sampling (numpy RandomState-like); None = the global numpy.random.
+        self.rng = None
+        self.register_buffer('input_mode', torch.zeros((), dtype=torch.int64))
+        pm = np.asarray(cfg.PIXEL_MEANS, dtype=np.float32).reshape(3)
+        self.register_buffer('pixel_means', torch.from_numpy(pm.copy()).view(1, 3, 1, 1), persistent=False)
+
+    # ------------------------------------------------------------------ helpers
+    def set_input_mode(self, mode: str) -> None:
+        """'caffe' (BGR 0-255 minus PIXEL_MEANS, the original's weights) or 'torchvision' (RGB/255, mean/std)."""
+        if mode not in ('caffe', 'torchvision'):
+            raise ValueError("input mode must be 'caffe' or 'torchvision', got {!r}".format(mode))
+        self.input_mode.fill_(0 if mode == 'caffe' else 1)
+
+    def get_input_mode(self) -> str:
+        return 'caffe' if int(self.input_mode) == 0 else 'torchvision'
+
+    def _convert_input(self, data: torch.Tensor) -> torch.Tensor:
+        if int(self.input_mode) == 0:
+            return data
+        bgr = data + self.pixel_means.to(data.dtype)
+        rgb = bgr.flip(1) / 255.0
+        mean = torch.tensor(TORCHVISION_MEAN, dtype=data.dtype, device=data.device).view(1, 3, 1, 1)
+        std = torch.tensor(TORCHVISION_STD, dtype=data.dtype, device=data.device).view(1, 3, 1, 1)
+        return (rgb - mean) / std
+
+    def frozen_parameters(self, prefixes: Sequence[str]) -> None:
+        """Set requires_grad=False on the feature layers named in ``prefixes`` (e.g. 'conv1_1')."""
+        names = {n.split('.')[0] for n, _ in self.features.named_parameters()}
+        for p in prefixes:
+            if p not in names:
+                raise ValueError('cannot freeze {!r}: {} has no such layer (layers: {})'.format(
+                    p, self.net_name, ', '.join(sorted(names))))
+        for n, param in self.features.named_parameters():
+            if n.split('.')[0] in prefixes:
+                param.requires_grad_(False)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, data: torch.Tensor, im_info: Union[torch.Tensor, np.ndarray],
+                gt_boxes: Optional[Union[torch.Tensor, np.ndarray]] = None,
+                timers: Optional[Dict[str, float]] = None):
+        cfg = self.cfg
+        device = data.device
+        tm = _Timers(timers, device)
+        im_info_np = im_info.detach().cpu().numpy() if torch.is_tensor(im_info) else np.asarray(im_info)
+        im_info_np = im_info_np.reshape(-1, 3).astype(np.float32)
+
+        feat = self.features(self._convert_input(data))
+        tm.lap('backbone')
+
+        A = self.num_anchors
+        rpn = F.relu(self.rpn_conv(feat), inplace=True)
+        rpn_cls_score = self.rpn_cls_score(rpn)                       # (1, 2A, H, W)
+        rpn_bbox_pred = self.rpn_bbox_pred(rpn)                       # (1, 4A, H, W)
+        _, _, H, W = rpn_cls_score.shape
+        rpn_cls_score_reshape, rpn_cls_prob_reshape = rpn_softmax(rpn_cls_score)
+        tm.lap('rpn')
+
+        key = 'TRAIN' if self.training else 'TEST'
+        rois_np, _ = ops.proposal_layer(rpn_cls_prob_reshape.detach().cpu().numpy(),
+                                        rpn_bbox_pred.detach().cpu().numpy(), im_info_np, key,
+                                        self.feat_stride, self.anchor_scales, cfg)
+        tm.lap('proposal')
+
+        losses: Dict[str, torch.Tensor] = {}
+        if self.training:
+            if gt_boxes is None:
+                raise ValueError('FasterRCNN.forward: training mode needs gt_boxes (G, 5)')
+            gt_np = gt_boxes.detach().cpu().numpy() if torch.is_tensor(gt_boxes) else np.asarray(gt_boxes)
+            gt_np = gt_np.reshape(-1, 5).astype(np.float32)
+            kw = {} if self.rng is None else {'rng': self.rng}
+            labels, bt, biw, bow = ops.anchor_target_layer(np.empty((1, 1, H, W), np.float32), gt_np,
+                                                           im_info_np, self.feat_stride, self.anchor_scales, cfg,
+                                                           **kw)
+            rois_np, roi_labels, roi_targets, roi_iw, roi_ow = ops.proposal_target_layer(
+                rois_np, gt_np, self.num_classes, cfg, **kw)
+            tm.lap('targets')
+            rpn_labels = torch.from_numpy(np.ascontiguousarray(labels)).to(device).long().view(1, A * H, W)
+            losses['rpn_loss_cls'] = ops.softmax_loss_ignore(rpn_cls_score_reshape, rpn_labels)
+            losses['rpn_loss_bbox'] = ops.smooth_l1_loss(
+                rpn_bbox_pred, *(torch.from_numpy(np.ascontiguousarray(x)).to(device).float()
+                                 for x in (bt, biw, bow)), sigma=3.0)
+            tm.lap('loss')
+
+        rois = torch.from_numpy(np.ascontiguousarray(rois_np, dtype=np.float32)).to(device)
+        pooled = self.roi_pool(feat, rois)
+        fc7 = self.head(pooled.flatten(1))
+        cls_score = self.cls_score(fc7)
+        bbox_pred = self.bbox_pred(fc7)
+        tm.lap('head')
+
+        if not self.training:
+            return rois, F.softmax(cls_score, dim=1), bbox_pred
+
+        labels_t = torch.from_numpy(np.ascontiguousarray(roi_labels)).to(device).long().view(-1)
+        losses['loss_cls'] = F.cross_entropy(cls_score, labels_t)
+        losses['loss_bbox'] = ops.smooth_l1_loss(
+            bbox_pred, *(torch.from_numpy(np.ascontiguousarray(x)).to(device).float()
+                         for x in (roi_targets, roi_iw, roi_ow)), sigma=1.0)
+        tm.lap('loss')
+        return losses
+
+
+def rpn_softmax(rpn_cls_score: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The original's RPN score reshapes: (1, 2A, H, W) -> rpn_cls_score_reshape (1, 2, A*H, W) (Caffe Reshape
+    with dim [0, 2, -1, 0]: the first A channels, background, become class 0), softmax over dim 1, and back to
+    rpn_cls_prob_reshape (1, 2A, H, W): channel a is anchor a's background probability, A + a its foreground."""
+    n, c, h, w = rpn_cls_score.shape
+    score_reshape = rpn_cls_score.view(n, 2, (c // 2) * h, w)
+    prob_reshape = F.softmax(score_reshape, dim=1).view(n, c, h, w)
+    return score_reshape, prob_reshape
+
+
+def fold_bbox_normalization(state: Dict[str, torch.Tensor], num_classes: int, means: Sequence[float],
+                            stds: Sequence[float]) -> Dict[str, torch.Tensor]:
+    """Return a copy of ``state`` whose ``bbox_pred`` emits unnormalised deltas, as the original's snapshot:
+    W * stds[:, None], b * stds + means, with means/stds (4,) tiled over the K classes."""
+    out = dict(state)
+    s = torch.tensor(np.tile(np.asarray(stds, dtype=np.float64), num_classes))
+    m = torch.tensor(np.tile(np.asarray(means, dtype=np.float64), num_classes))
+    w, b = state['bbox_pred.weight'], state['bbox_pred.bias']
+    out['bbox_pred.weight'] = (w.double() * s.to(w.device)[:, None]).to(w.dtype)
+    out['bbox_pred.bias'] = (b.double() * s.to(b.device) + m.to(b.device)).to(b.dtype)
+    return out

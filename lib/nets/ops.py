@@ -1,0 +1,43 @@
+"""The layers the detector calls, gathered in one place: RPN layers, RoI pooling, losses.
+
+RoI pooling uses the project's ``roi_pooling.RoIPool`` (Caffe's algorithm, C++/CUDA) when it is built, else
+``torchvision.ops.RoIPool`` (the same algorithm on CPU). ``POOLING_MODE: align`` opts into RoIAlign.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torchvision.ops
+
+from fast_rcnn.losses import smooth_l1_loss  # noqa: F401  (re-exported for the model)
+from rpn.anchor_target_layer import anchor_target_layer  # noqa: F401
+from rpn.proposal_layer import proposal_layer  # noqa: F401
+from rpn.proposal_target_layer import proposal_target_layer  # noqa: F401
+
+
+def make_roi_pool(pooled_size: int, spatial_scale: float, mode: str = 'pool') -> nn.Module:
+    """RoI pooling module: (features (1,C,H,W), rois (R,5) [0,x1,y1,x2,y2]) -> (R, C, s, s)."""
+    if mode == 'pool':
+        try:
+            from roi_pooling import RoIPool
+        except ImportError:
+            RoIPool = None
+        if RoIPool is not None:
+            return RoIPool(pooled_size, pooled_size, spatial_scale)
+        return torchvision.ops.RoIPool((pooled_size, pooled_size), spatial_scale)
+    if mode == 'align':
+        return torchvision.ops.RoIAlign((pooled_size, pooled_size), spatial_scale, sampling_ratio=2,
+                                        aligned=False)
+    raise ValueError("POOLING_MODE must be 'pool' or 'align', got {!r}".format(mode))
+
+
+def softmax_loss_ignore(score: torch.Tensor, labels: torch.Tensor, ignore_label: int = -1) -> torch.Tensor:
+    """Caffe SoftmaxWithLoss with ignore_label and VALID normalisation.
+
+    score: (N, C, *) logits; labels: (N, *) int64 with ``ignore_label`` for ignored positions.
+    Returns the summed cross entropy over non-ignored positions divided by max(1, their count).
+    """
+    valid = labels != ignore_label
+    total = nn.functional.cross_entropy(score, labels.clamp(min=0), reduction='none')
+    total = (total * valid.to(total.dtype)).sum()
+    return total / valid.sum().clamp(min=1).to(total.dtype)

@@ -1,0 +1,223 @@
+"""Training: Caffe SGD and lr policies against hand computation, a short run whose loss falls, snapshots that
+load to the same detections, resuming that reproduces the uninterrupted run, solver files."""
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+
+from fast_rcnn.train import (CaffeSGD, SolverWrapper, find_snapshots, learning_rate, load_solver, load_snapshot,
+                             param_groups, train_net)
+
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+
+
+def test_caffe_sgd_update_by_hand():
+    # w0 = 1, grad = 2 (accumulated over iter_size 2 -> diff 1), wd 0.1, momentum 0.5, lr_mult 2.
+    p = torch.nn.Parameter(torch.tensor([1.0]))
+    opt = CaffeSGD([('b', p, 2.0, 1.0)], momentum=0.5, weight_decay=0.1)
+    p.grad = torch.tensor([2.0])
+    opt.step(lr=0.1, iter_size=2)
+    # diff = 2/2 + 0.1*1 = 1.1; h = 0.1*2*1.1 = 0.22; w = 0.78
+    assert abs(float(p.detach()) - 0.78) < 1e-6
+    p.grad = torch.tensor([2.0])
+    opt.step(lr=0.01, iter_size=2)
+    # diff = 1 + 0.1*0.78 = 1.078; h = 0.5*0.22 + 0.01*2*1.078 = 0.13156; w = 0.78 - 0.13156
+    assert abs(float(p.detach()) - (0.78 - 0.13156)) < 1e-6
+    # the lr scales the new gradient only (Caffe), unlike torch.optim.SGD which scales the whole history
+
+
+def test_param_groups_bias_lr_and_decay():
+    m = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.GroupNorm(1, 2))
+    solver = dict(load_solver(osp.join(ROOT, 'models', 'pascal_voc', 'VGG16', 'faster_rcnn_end2end', 'solver.yml')))
+    g = {n: (lr, d) for n, _, lr, d in param_groups(m, solver)}
+    assert g['0.weight'] == (1.0, 1.0) and g['0.bias'] == (2.0, 1.0)
+    assert g['1.weight'] == (1.0, 0.0) and g['1.bias'] == (1.0, 0.0)
+    m[0].weight.requires_grad_(False)
+    assert '0.weight' not in {n for n, _, _, _ in param_groups(m, solver)}
+
+
+def test_learning_rate_policies():
+    s = {'base_lr': 0.001, 'lr_policy': 'step', 'gamma': 0.1, 'stepsize': 50000, 'stepvalues': None,
+         'warmup_iters': 0, 'warmup_factor': 1.0}
+    assert learning_rate(s, 0) == 0.001 and learning_rate(s, 49999) == 0.001
+    assert abs(learning_rate(s, 50000) - 0.0001) < 1e-12
+    s.update(lr_policy='multistep', stepvalues=[10, 20], base_lr=1.0)
+    assert [learning_rate(s, i) for i in (9, 10, 19, 20)] == [1.0, 0.1, 0.1, pytest.approx(0.01)]
+    s.update(warmup_iters=4, warmup_factor=0.2)
+    assert learning_rate(s, 0) == pytest.approx(0.2) and learning_rate(s, 2) == pytest.approx(0.6)
+    assert learning_rate(s, 4) == 1.0
+
+
+def test_solver_files_load_and_name_networks():
+    expected = {('pascal_voc', 'VGG16'): (2, 70000, 50000), ('pascal_voc', 'ZF'): (2, 70000, 50000),
+                ('pascal_voc', 'VGG_CNN_M_1024'): (1, 70000, 50000), ('coco', 'VGG16'): (2, 490000, 350000)}
+    for (ds, net), (iter_size, max_iter, stepsize) in expected.items():
+        s = load_solver(osp.join(ROOT, 'models', ds, net, 'faster_rcnn_end2end', 'solver.yml'))
+        assert s['net'] == net and s['iter_size'] == iter_size and s['max_iter'] == max_iter
+        assert s['stepsize'] == stepsize and s['base_lr'] == 0.001 and s['momentum'] == 0.9
+        assert s['weight_decay'] == 0.0005 and s['snapshot_prefix'] == net.lower() + '_faster_rcnn'
+    coco = load_solver(osp.join(ROOT, 'models', 'coco', 'VGG16', 'faster_rcnn_end2end', 'solver.yml'))
+    assert list(coco['cfg']['ANCHOR_SCALES']) == [4, 8, 16, 32]
+    tiny = load_solver(osp.join(ROOT, 'models', 'shapes', 'TINY', 'faster_rcnn_end2end', 'solver.yml'))
+    assert tiny['net'] == 'TINY' and 'NUM_CLASSES' not in str(tiny)
+
+
+def test_solver_unknown_key_is_an_error(tmp_path):
+    p = tmp_path / 'solver.yml'
+    p.write_text('net: TINY\nbase_lrr: 0.1\n')
+    with pytest.raises(ValueError, match='base_lrr'):
+        load_solver(str(p))
+
+
+# ----------------------------------------------------------------------------- tiny end-to-end runs
+class _TinyData:
+    """A deterministic in-memory data layer over a few synthetic images (test double of RoIDataLayer)."""
+
+    def __init__(self, n=3, seed=0):
+        rng = np.random.RandomState(seed)
+        self.items = []
+        for _ in range(n):
+            im = rng.randn(1, 3, 96, 128).astype(np.float32) * 10
+            boxes = []
+            for k in range(2):
+                x1, y1 = rng.randint(0, 60), rng.randint(0, 40)
+                w, h = rng.randint(24, 60), rng.randint(24, 50)
+                cls = 1 + (k % 2)
+                im[0, :, y1:y1 + h, x1:x1 + w] += (60.0 if cls == 1 else -60.0)
+                boxes.append([x1, y1, x1 + w - 1, y1 + h - 1, cls])
+            self.items.append((im, np.array(boxes, np.float32)))
+        self.rng = np.random.RandomState(seed + 1)
+        self.perm = self.rng.permutation(n)
+        self.cur = 0
+
+    def forward(self):
+        if self.cur >= len(self.perm):
+            self.perm = self.rng.permutation(len(self.items))
+            self.cur = 0
+        im, gt = self.items[self.perm[self.cur]]
+        self.cur += 1
+        return {'data': im, 'im_info': np.array([[96, 128, 1.0]], np.float32), 'gt_boxes': gt}
+
+    def state_dict(self):
+        st = self.rng.get_state()
+        return {'perm': self.perm.copy(), 'cur': self.cur, 'keys': st[1].copy(), 'pos': st[2]}
+
+    def load_state_dict(self, s):
+        self.perm = np.asarray(s['perm'])
+        self.cur = int(s['cur'])
+        self.rng.set_state(('MT19937', np.asarray(s['keys'], np.uint32), int(s['pos']), 0, 0.0))
+
+
+def _cfg():
+    from fast_rcnn.config import cfg, cfg_copy, cfg_from_file
+    c = cfg_copy(cfg)
+    cfg_from_file(osp.join(ROOT, 'experiments', 'cfgs', 'faster_rcnn_end2end.yml'), c)
+    c.TRAIN.RPN_PRE_NMS_TOP_N = 300
+    c.TRAIN.RPN_POST_NMS_TOP_N = 60
+    c.TRAIN.BATCH_SIZE = 32
+    c.TRAIN.RPN_BATCHSIZE = 64
+    c.TRAIN.RPN_MIN_SIZE = 4
+    c.TEST.RPN_PRE_NMS_TOP_N = 300
+    c.TEST.RPN_POST_NMS_TOP_N = 30
+    c.TEST.RPN_MIN_SIZE = 4
+    c.ANCHOR_SCALES = (2, 4)
+    c.TRAIN.SNAPSHOT_ITERS = 3
+    return c
+
+
+def _solver(**kw):
+    s = load_solver(osp.join(ROOT, 'models', 'shapes', 'TINY', 'faster_rcnn_end2end', 'solver.yml'))
+    s.update(base_lr=0.01, warmup_iters=5, warmup_factor=0.1, display=0, snapshot_prefix='t')
+    s.update(kw)
+    return s
+
+
+def _model(c, seed=0):
+    from nets.faster_rcnn import FasterRCNN
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    m = FasterRCNN('TINY', 3, c)
+    m.rng = np.random.RandomState(seed)
+    return m
+
+
+CLASSES = ['__background__', 'bright', 'dark']
+
+
+def test_short_training_run_loss_falls(tmp_path):
+    c = _cfg()
+    c.TRAIN.SNAPSHOT_ITERS = 1000
+    m = _model(c)
+    sw = SolverWrapper(m, _TinyData(), str(tmp_path), _solver(), c, CLASSES)
+    losses = []
+    orig = m.forward
+
+    def spy(*a, **k):
+        out = orig(*a, **k)
+        losses.append(float(sum(out.values()).detach()))
+        return out
+    m.forward = spy
+    sw.train_model(40)
+    assert np.mean(losses[-8:]) < 0.7 * np.mean(losses[:8]), losses
+
+
+def test_resume_reproduces_uninterrupted_run(tmp_path):
+    c = _cfg()
+    a_dir, b_dir = str(tmp_path / 'a'), str(tmp_path / 'b')
+    last_a = train_net(_model(c), _TinyData(), a_dir, _solver(), c, CLASSES, 6, resume=False)
+    # "killed" after iteration 3: train to 3, then a new process (new objects, other RNG positions) resumes.
+    train_net(_model(c), _TinyData(), b_dir, _solver(), c, CLASSES, 3, resume=False)
+    np.random.seed(123)
+    torch.manual_seed(123)
+    m2 = _model(c, seed=99)
+    data = _TinyData()
+    data.forward()
+    data.rng.randint(10, size=7)
+    last_b = train_net(m2, data, b_dir, _solver(), c, CLASSES, 6, resume=True)
+    assert [i for i, _ in find_snapshots(b_dir, _solver(), c)] == [3, 6]
+    sa, sb = load_snapshot(last_a), load_snapshot(last_b)
+    assert sb['iter'] == 6
+    for k in sa['model']:
+        assert torch.equal(sa['model'][k], sb['model'][k]), k
+    for ha, hb in zip(sa['optimizer']['history'], sb['optimizer']['history']):
+        assert torch.equal(ha, hb)
+
+
+def test_snapshot_contents_and_identical_detections(tmp_path):
+    from fast_rcnn.test import load_detector
+    c = _cfg()
+    m = _model(c)
+    sw = SolverWrapper(m, _TinyData(), str(tmp_path), _solver(), c, CLASSES, 'tiny_imdb')
+    path = sw.train_model(3)
+    assert osp.basename(path) == 't_iter_3.pth'
+    snap = torch.load(path, weights_only=True)
+    assert snap['classes'] == CLASSES and snap['net'] == 'TINY' and snap['iter'] == 3
+    assert isinstance(snap['cfg'], dict) and snap['cfg']['TRAIN']['BATCH_SIZE'] == 32
+    net, c2, classes = load_detector(path)
+    assert classes == CLASSES and tuple(c2.ANCHOR_SCALES) == (2, 4)
+    data = torch.from_numpy(_TinyData().items[0][0])
+    info = np.array([[96, 128, 1.0]], np.float32)
+    m.eval()
+    with torch.no_grad():
+        r1, p1, d1 = m(data, info)
+        r2, p2, d2 = net(data, info)
+    assert torch.equal(r1, r2) and torch.equal(p1, p2)
+    stds = torch.tensor(np.tile(c.TRAIN.BBOX_NORMALIZE_STDS, 3), dtype=torch.float32)
+    means = torch.tensor(np.tile(c.TRAIN.BBOX_NORMALIZE_MEANS, 3), dtype=torch.float32)
+    torch.testing.assert_close(d2, d1 * stds + means, rtol=1e-5, atol=1e-6)
+
+
+def test_fresh_removes_old_snapshots(tmp_path):
+    c = _cfg()
+    train_net(_model(c), _TinyData(), str(tmp_path), _solver(), c, CLASSES, 6, resume=False)
+    train_net(_model(c), _TinyData(), str(tmp_path), _solver(), c, CLASSES, 3, resume=False)
+    assert [i for i, _ in find_snapshots(str(tmp_path), _solver(), c)] == [3]
+
+
+def test_snapshot_of_another_file_is_a_clear_error(tmp_path):
+    p = tmp_path / 'x.pth'
+    torch.save({'a': torch.zeros(1)}, str(p))
+    with pytest.raises(ValueError, match='not a py-faster-rcnn-torch snapshot'):
+        load_snapshot(str(p))

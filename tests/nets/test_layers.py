@@ -1,0 +1,209 @@
+"""Networks and Caffe layers: shape rules against the oracle, LRN/dropout against hand computation, the RPN
+reshape layout, initialisation, input conventions."""
+import json
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+
+from nets.backbones import build_net, list_nets
+from nets.layers import CaffeDropout, CaffeLRN, pool_out_size
+from nets.faster_rcnn import FasterRCNN, fold_bbox_normalization, rpn_softmax
+
+
+def test_feature_map_sizes_match_caffe_shape_rules(oracle_dir):
+    with open(osp.join(oracle_dir, 'feature_map_sizes.json')) as f:
+        sizes = json.load(f)['conv5_size']
+    for net, table in sizes.items():
+        feats = build_net(net).features.to('meta')
+        for side, expected in table.items():
+            out = feats(torch.empty(1, 3, int(side), int(side), device='meta'))
+            assert out.shape[-1] == expected, (net, side, out.shape)
+            assert out.shape[-2] == expected
+
+
+def test_known_networks():
+    assert set(list_nets()) >= {'VGG16', 'ZF', 'VGG_CNN_M_1024', 'TINY'}
+    with pytest.raises(ValueError, match='unknown network'):
+        build_net('RESNET9000')
+
+
+def test_pool_out_size_padded_window_clip():
+    # ceil((5 + 2 - 3) / 2) + 1 = 3; no clip needed.  ceil((4 + 2 - 3)/2) + 1 = 3, last window starts at
+    # 2*2 = 4 >= 4 + 1? no -> 3.  A case that clips: size 3, k 2, s 2, pad 1: ceil(3/2)+1 = 3, (3-1)*2 = 4 >= 3+1.
+    assert pool_out_size(5, 3, 2, 1) == 3
+    assert pool_out_size(3, 2, 2, 1) == 2
+    pool = torch.nn.MaxPool2d(2, 2, 1, ceil_mode=True)
+    assert pool(torch.zeros(1, 1, 3, 3)).shape[-1] == 2
+
+
+def _lrn_within_reference(x, size, alpha, beta):
+    n, c, h, w = x.shape
+    pad = (size - 1) // 2
+    out = np.zeros_like(x)
+    for i in range(h):
+        for j in range(w):
+            acc = np.zeros((n, c))
+            for di in range(-pad, pad + 1):
+                for dj in range(-pad, pad + 1):
+                    ii, jj = i + di, j + dj
+                    if 0 <= ii < h and 0 <= jj < w:
+                        acc += x[:, :, ii, jj] ** 2
+            out[:, :, i, j] = x[:, :, i, j] * (1 + alpha * acc / (size * size)) ** (-beta)
+    return out
+
+
+def _lrn_across_reference(x, size, alpha, beta, k):
+    n, c, h, w = x.shape
+    pad = (size - 1) // 2
+    out = np.zeros_like(x)
+    for ch in range(c):
+        lo, hi = max(0, ch - pad), min(c, ch + pad + 1)
+        s = (x[:, lo:hi] ** 2).sum(axis=1)
+        out[:, ch] = x[:, ch] / (k + alpha / size * s) ** beta
+    return out
+
+
+def test_lrn_within_channel_matches_caffe_formula():
+    rng = np.random.RandomState(0)
+    x = rng.randn(1, 2, 5, 4).astype(np.float64) * 30
+    got = CaffeLRN(3, 5e-3, 0.75, within_channel=True)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, _lrn_within_reference(x, 3, 5e-3, 0.75), rtol=1e-10)
+
+
+def test_lrn_across_channels_matches_caffe_formula():
+    rng = np.random.RandomState(1)
+    x = rng.randn(2, 7, 3, 3).astype(np.float64) * 30
+    got = CaffeLRN(5, 5e-4, 0.75, k=2.0)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, _lrn_across_reference(x, 5, 5e-4, 0.75, 2.0), rtol=1e-10)
+
+
+def test_zf_dropout_does_not_scale_in_training_and_halves_at_test():
+    torch.manual_seed(0)
+    d = CaffeDropout(0.5, scale_train=False)
+    x = torch.full((1000,), 3.0)
+    y = d.train()(x)
+    assert set(torch.unique(y).tolist()) <= {0.0, 3.0}
+    assert 0.4 < float((y > 0).float().mean()) < 0.6
+    assert torch.equal(d.eval()(x), torch.full((1000,), 1.5))
+    # the usual (inverted) dropout scales by 2 in training and not at test
+    y2 = CaffeDropout(0.5).train()(x)
+    assert set(torch.unique(y2).tolist()) <= {0.0, 6.0}
+    assert torch.equal(CaffeDropout(0.5).eval()(x), x)
+    assert isinstance(build_net('ZF').head.drop6, CaffeDropout) and not build_net('ZF').head.drop6.scale_train
+    assert build_net('VGG16').head.drop6.scale_train
+
+
+def test_rpn_softmax_background_channels_first():
+    # A = 2 anchors, H = 1, W = 2. Channel a (bg) pairs with channel A + a (fg).
+    A, H, W = 2, 1, 2
+    score = torch.zeros(1, 2 * A, H, W)
+    score[0, 2, 0, 0] = np.log(3.0)   # anchor 0 fg at (0, 0): p_fg = 3 / (1 + 3)
+    score[0, 1, 0, 1] = np.log(4.0)   # anchor 1 bg at (0, 1): p_bg = 4 / 5
+    reshape, prob = rpn_softmax(score)
+    assert reshape.shape == (1, 2, A * H, W)
+    assert prob.shape == (1, 2 * A, H, W)
+    assert abs(float(prob[0, 2, 0, 0]) - 0.75) < 1e-6 and abs(float(prob[0, 0, 0, 0]) - 0.25) < 1e-6
+    assert abs(float(prob[0, 1, 0, 1]) - 0.8) < 1e-6 and abs(float(prob[0, 3, 0, 1]) - 0.2) < 1e-6
+    assert abs(float(prob[0, 1, 0, 0]) - 0.5) < 1e-6
+
+
+def _cfg():
+    from fast_rcnn.config import cfg, cfg_copy
+    return cfg_copy(cfg)
+
+
+@pytest.mark.parametrize('net,pool,rpn_ch,head_dim', [('VGG16', 7, 512, 4096), ('ZF', 6, 256, 4096),
+                                                      ('VGG_CNN_M_1024', 6, 256, 1024), ('TINY', 7, 128, 256)])
+def test_heads_shapes_and_init(net, pool, rpn_ch, head_dim):
+    torch.manual_seed(0)
+    c = _cfg()
+    c.ANCHOR_SCALES = (4, 8, 16, 32)
+    with torch.device('meta') if net != 'TINY' else torch.device('cpu'):
+        m = FasterRCNN(net, 7, c)
+    A = 12
+    assert m.rpn_conv.out_channels == rpn_ch
+    assert m.rpn_cls_score.out_channels == 2 * A and m.rpn_bbox_pred.out_channels == 4 * A
+    assert m.cls_score.out_features == 7 and m.bbox_pred.out_features == 28
+    assert m.cls_score.in_features == head_dim
+    assert m.netdef.pooled_size == pool
+    if net == 'TINY':
+        assert abs(float(m.cls_score.weight.detach().std()) - 0.01) < 0.002
+        assert abs(float(m.bbox_pred.weight.detach().std()) - 0.001) < 0.0002
+        assert float(m.bbox_pred.bias.detach().abs().max()) == 0.0
+
+
+def test_frozen_layers_of_the_original():
+    assert build_net('VGG16').frozen == ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2']
+    assert build_net('VGG_CNN_M_1024').frozen == ['conv1']
+    assert build_net('ZF').frozen == []
+    with torch.device('meta'):
+        m = FasterRCNN('VGG16', 3, _cfg())
+    m.frozen_parameters(m.netdef.frozen)
+    frozen = sorted({n.split('.')[1] for n, p in m.named_parameters() if not p.requires_grad})
+    assert frozen == ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2']
+    with pytest.raises(ValueError, match='no such layer'):
+        m.frozen_parameters(['conv9'])
+
+
+def test_torchvision_input_convention():
+    c = _cfg()
+    m = FasterRCNN('TINY', 3, c)
+    bgr = torch.tensor([10.0, 128.0, 250.0]).view(1, 3, 1, 1)   # B, G, R in 0-255
+    means = torch.tensor(c.PIXEL_MEANS.reshape(3), dtype=torch.float32).view(1, 3, 1, 1)
+    blob = bgr - means
+    assert torch.equal(m._convert_input(blob), blob)
+    m.set_input_mode('torchvision')
+    got = m._convert_input(blob).view(3)
+    want = [(250 / 255 - 0.485) / 0.229, (128 / 255 - 0.456) / 0.224, (10 / 255 - 0.406) / 0.225]
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5)
+    assert 'input_mode' in m.state_dict()
+
+
+def test_fold_bbox_normalization_hand_case():
+    state = {'bbox_pred.weight': torch.ones(8, 3), 'bbox_pred.bias': torch.ones(8)}
+    out = fold_bbox_normalization(state, 2, (0.0, 1.0, 0.0, 0.0), (0.1, 0.1, 0.2, 0.2))
+    np.testing.assert_allclose(out['bbox_pred.weight'][:, 0].numpy(), [.1, .1, .2, .2, .1, .1, .2, .2], rtol=1e-6)
+    np.testing.assert_allclose(out['bbox_pred.bias'].numpy(), [.1, 1.1, .2, .2, .1, 1.1, .2, .2], rtol=1e-6)
+    assert torch.equal(state['bbox_pred.weight'], torch.ones(8, 3))  # input untouched
+
+
+def test_roi_pool_matches_caffe_oracle(oracle_dir):
+    from nets.ops import make_roi_pool
+    z = np.load(osp.join(oracle_dir, 'roi_pooling.npz'))
+    for s in (7, 6):
+        pool = make_roi_pool(s, float(z['spatial_scale']))
+        got = pool(torch.from_numpy(z['features']), torch.from_numpy(z['rois'])).numpy()
+        np.testing.assert_allclose(got, z['pooled_{0}x{0}'.format(s)], rtol=1e-5, atol=1e-4)
+
+
+def test_train_forward_gives_four_finite_losses_and_test_forward_shapes():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    c = _cfg()
+    c.TRAIN.HAS_RPN = True
+    c.TRAIN.IMS_PER_BATCH = 1
+    c.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED = True
+    c.TRAIN.RPN_PRE_NMS_TOP_N = 200
+    c.TRAIN.RPN_POST_NMS_TOP_N = 50
+    c.TEST.RPN_PRE_NMS_TOP_N = 100
+    c.TEST.RPN_POST_NMS_TOP_N = 20
+    c.ANCHOR_SCALES = (2, 4, 8)
+    m = FasterRCNN('TINY', 4, c)
+    data = torch.randn(1, 3, 96, 128) * 50
+    gt = np.array([[10, 10, 50, 60, 1], [60, 20, 120, 90, 3]], np.float32)
+    losses = m.train()(data, np.array([[96, 128, 1.0]], np.float32), gt)
+    assert set(losses) == {'rpn_loss_cls', 'rpn_loss_bbox', 'loss_cls', 'loss_bbox'}
+    for v in losses.values():
+        assert torch.isfinite(v) and v.dim() == 0
+    # untrained: both softmax losses near log(#classes)
+    assert abs(float(losses['rpn_loss_cls'].detach()) - np.log(2)) < 0.05
+    assert abs(float(losses['loss_cls'].detach()) - np.log(4)) < 0.1
+    sum(losses.values()).backward()
+    assert m.features.conv1.weight.grad is not None
+    with torch.no_grad():
+        rois, prob, deltas = m.eval()(data, np.array([[96, 128, 1.0]], np.float32))
+    assert rois.shape[1] == 5 and rois.shape[0] <= 20
+    assert prob.shape == (rois.shape[0], 4) and deltas.shape == (rois.shape[0], 16)
+    np.testing.assert_allclose(prob.sum(1).numpy(), 1.0, rtol=1e-5)

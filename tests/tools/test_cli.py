@@ -1,0 +1,159 @@
+"""The command lines end to end on a tiny labelImg-style folder: train_net (and resuming), test_net, demo, the
+class-mismatch error and the refusal to train ImageNet networks without weights."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+PY = sys.executable
+
+SOLVER = """net: TINY
+base_lr: 0.002
+lr_policy: step
+stepsize: 1000
+max_iter: 4
+display: 1
+snapshot_prefix: cli_tiny
+snapshot: 2
+warmup_iters: 2
+warmup_factor: 0.5
+cfg:
+  TRAIN:
+    SCALES: [96]
+    MAX_SIZE: 160
+    RPN_PRE_NMS_TOP_N: 200
+    RPN_POST_NMS_TOP_N: 50
+    RPN_BATCHSIZE: 64
+    BATCH_SIZE: 16
+    RPN_MIN_SIZE: 2
+  TEST:
+    SCALES: [96]
+    MAX_SIZE: 160
+    RPN_PRE_NMS_TOP_N: 200
+    RPN_POST_NMS_TOP_N: 20
+    RPN_MIN_SIZE: 2
+  ANCHOR_SCALES: [2, 4]
+"""
+
+
+def _make_folder(path, classes, n_train=3, n_test=2, seed=0):
+    rng = np.random.RandomState(seed)
+    for d in ('Annotations', 'JPEGImages', osp.join('ImageSets', 'Main')):
+        os.makedirs(osp.join(path, d), exist_ok=True)
+    names = []
+    for i in range(n_train + n_test):
+        h, w = 90, 120
+        im = (rng.rand(h, w, 3) * 60).astype(np.uint8)
+        objs = []
+        for k in range(2):
+            cls = classes[(i + k) % len(classes)]
+            x1, y1 = rng.randint(0, 60), rng.randint(0, 40)
+            bw, bh = rng.randint(20, 50), rng.randint(20, 40)
+            cv2.rectangle(im, (x1, y1), (x1 + bw - 1, y1 + bh - 1), (200, 100 * k, 50), -1)
+            objs.append((cls, x1 + 1, y1 + 1, x1 + bw, y1 + bh))
+        ext = '.png' if i % 2 else '.jpg'
+        name = 'im{:03d}'.format(i)
+        cv2.imwrite(osp.join(path, 'JPEGImages', name + ext), im)
+        xml = ['<annotation>', '<folder>JPEGImages</folder>', '<filename>{}</filename>'.format(name + ext),
+               '<size><width>{}</width><height>{}</height><depth>3</depth></size>'.format(w, h)]
+        for cls, a, b, c, d in objs:
+            xml.append('<object><name>{}</name><pose>Unspecified</pose><truncated>0</truncated>'
+                       '<difficult>0</difficult><bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax>'
+                       '<ymax>{}</ymax></bndbox></object>'.format(cls, a, b, c, d))
+        xml.append('</annotation>')
+        with open(osp.join(path, 'Annotations', name + '.xml'), 'w') as f:
+            f.write('\n'.join(xml))
+        names.append(name)
+    with open(osp.join(path, 'ImageSets', 'Main', 'trainval.txt'), 'w') as f:
+        f.write('\n'.join(names[:n_train]) + '\n')
+    with open(osp.join(path, 'ImageSets', 'Main', 'test.txt'), 'w') as f:
+        f.write('\n'.join(names[n_train:]) + '\n')
+
+
+def _run(args, cwd=ROOT):
+    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
+    p = subprocess.run([PY] + args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, timeout=240)
+    return p.returncode, p.stdout
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('cli')
+    folder = str(tmp / 'toyset')
+    _make_folder(folder, ['box', 'plate'])
+    solver = str(tmp / 'solver.yml')
+    with open(solver, 'w') as f:
+        f.write(SOLVER)
+    sets = ['--set', 'ROOT_DIR', str(tmp), 'DATA_DIR', str(tmp / 'data'), 'EXP_DIR', 'cli']
+    base = ['tools/train_net.py', '--solver', solver, '--imdb', folder + ':trainval',
+            '--cfg', 'experiments/cfgs/faster_rcnn_end2end.yml', '--threads', '1']
+    rc1, out1 = _run(base + ['--iters', '2'] + sets)       # "killed" after 2 iterations
+    rc2, out2 = _run(base + sets)                          # the same command again: resumes, solver's max_iter
+    straight = sets[:-1] + ['cli_straight']
+    rc3, out3 = _run(base + straight)                      # uninterrupted, for comparison
+    return {'tmp': tmp, 'folder': folder, 'sets': sets, 'runs': [(rc1, out1), (rc2, out2), (rc3, out3)],
+            'straight': osp.join(str(tmp), 'output', 'cli_straight', 'toyset_trainval', 'cli_tiny_iter_4.pth'),
+            'snap': osp.join(str(tmp), 'output', 'cli', 'toyset_trainval', 'cli_tiny_iter_4.pth')}
+
+
+def test_train_net_logs_snapshots_and_resumes(trained):
+    (rc1, out1), (rc2, out2), _ = trained['runs']
+    assert rc1 == 0, out1
+    assert rc2 == 0, out2
+    assert 'Iteration 1, loss = ' in out1 and 'lr = ' in out1 and 's/iter' in out1 and 'ETA' in out1
+    assert out1.strip().splitlines()[-1].startswith('Wrote snapshot to: ')
+    assert out1.strip().splitlines()[-1].endswith('cli_tiny_iter_2.pth')
+    assert 'Resuming from ' in out2 and 'cli_tiny_iter_2.pth' in out2
+    assert 'Iteration 3, ' in out2 and 'Iteration 1, ' not in out2
+    assert out2.strip().splitlines()[-1] == 'Wrote snapshot to: {}'.format(trained['snap'])
+
+
+def test_resumed_run_is_bit_identical_to_the_uninterrupted_one(trained):
+    import torch
+    rc3, out3 = trained['runs'][2]
+    assert rc3 == 0, out3
+    a = torch.load(trained['snap'], weights_only=True)
+    b = torch.load(trained['straight'], weights_only=True)
+    assert a['iter'] == b['iter'] == 4
+    for k in b['model']:
+        assert torch.equal(a['model'][k], b['model'][k]), k
+    for ha, hb in zip(a['optimizer']['history'], b['optimizer']['history']):
+        assert torch.equal(ha, hb)
+
+
+def test_test_net_prints_mean_ap_and_writes_results(trained):
+    rc, out = _run(['tools/test_net.py', '--net', trained['snap'], '--imdb', trained['folder'] + ':test',
+                    '--threads', '1'] + trained['sets'])
+    assert rc == 0, out
+    assert 'Mean AP = 0.' in out or 'Mean AP = 1.' in out
+    res = osp.join(str(trained['tmp']), 'output', 'cli', 'toyset_test', 'cli_tiny_iter_4', 'detections.pkl')
+    assert osp.isfile(res)
+
+
+def test_demo_draws_one_picture_per_input(trained):
+    out_dir = str(trained['tmp'] / 'demo')
+    imgs = osp.join(trained['folder'], 'JPEGImages')
+    rc, out = _run(['tools/demo.py', '--net', trained['snap'], '--conf-thresh', '0.0', '--out', out_dir, imgs])
+    assert rc == 0, out
+    assert sorted(os.listdir(out_dir)) == sorted(os.listdir(imgs))
+
+
+def test_test_net_on_other_classes_is_a_clear_error(trained, tmp_path):
+    other = str(tmp_path / 'other')
+    _make_folder(other, ['cat', 'dog'], seed=1)
+    rc, out = _run(['tools/test_net.py', '--net', trained['snap'], '--imdb', other + ':test'] + trained['sets'])
+    assert rc != 0
+    assert 'classes' in out and 'cat' in out and 'box' in out
+
+
+def test_vgg16_without_weights_is_refused_with_the_reason(tmp_path):
+    rc, out = _run(['tools/train_net.py', '--solver', 'models/pascal_voc/VGG16/faster_rcnn_end2end/solver.yml',
+                    '--imdb', 'voc_2007_trainval', '--cfg', 'experiments/cfgs/faster_rcnn_end2end.yml'])
+    assert rc != 0
+    assert '--weights' in out and '--from-scratch' in out

@@ -1,0 +1,171 @@
+#!/usr/bin/env python
+"""Time one training iteration and one test image of a network, split into stages.
+
+    tools/bench_net.py                       # TINY with models/shapes/TINY's settings, and VGG16 at 600x1000
+    tools/bench_net.py --nets TINY --repeat 5 --device cpu
+
+Stages: data (minibatch: read, resize, blob), backbone, rpn (head + softmax), proposal (proposal layer),
+targets (anchor target + proposal target layers), head (RoI pooling + fc + heads), loss, backward (+ SGD step).
+The random weights make no difference to the time of any stage except the proposal layer's NMS (which sees
+random scores, a fair worst case). Not a test: it prints a table.
+"""
+import _init_paths  # noqa: F401
+
+import argparse
+import os
+import os.path as osp
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+import torch
+
+STAGES = ['data', 'backbone', 'rpn', 'proposal', 'targets', 'head', 'loss', 'backward']
+DEFAULT_SOLVERS = {
+    'TINY': 'models/shapes/TINY/faster_rcnn_end2end/solver.yml',
+    'VGG16': 'models/pascal_voc/VGG16/faster_rcnn_end2end/solver.yml',
+    'ZF': 'models/pascal_voc/ZF/faster_rcnn_end2end/solver.yml',
+    'VGG_CNN_M_1024': 'models/pascal_voc/VGG_CNN_M_1024/faster_rcnn_end2end/solver.yml',
+}
+DEFAULT_SIZES = {'TINY': (375, 500), 'VGG16': (600, 1000), 'ZF': (600, 1000), 'VGG_CNN_M_1024': (600, 1000)}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Benchmark a Faster R-CNN network on this machine')
+    p.add_argument('--nets', nargs='+', default=['TINY', 'VGG16'])
+    p.add_argument('--repeat', type=int, default=3, help='timed iterations after one warm-up (default 3)')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--num-classes', type=int, default=21)
+    p.add_argument('--size', type=int, nargs=2, default=None, metavar=('H', 'W'),
+                   help='image size before scaling (default: TINY 375x500, others 600x1000)')
+    p.add_argument('--threads', type=int, default=None)
+    return p.parse_args(argv)
+
+
+def make_cfg(solver_path):
+    from fast_rcnn.config import cfg, cfg_copy, cfg_from_dict, cfg_from_file
+    from fast_rcnn.train import load_solver
+    c = cfg_copy(cfg)
+    cfg_from_file(osp.join(c.ROOT_DIR, 'experiments', 'cfgs', 'faster_rcnn_end2end.yml'), c)
+    solver = load_solver(osp.join(c.ROOT_DIR, solver_path))
+    if solver['cfg']:
+        cfg_from_dict(solver['cfg'], c)
+    return c, solver
+
+
+def fake_image(h, w, rng):
+    im = rng.randint(0, 255, (h, w, 3)).astype(np.uint8)
+    boxes = []
+    for _ in range(4):
+        bw, bh = rng.randint(w // 10, w // 3), rng.randint(h // 10, h // 3)
+        x1, y1 = rng.randint(0, w - bw), rng.randint(0, h - bh)
+        cv2.rectangle(im, (int(x1), int(y1)), (int(x1 + bw - 1), int(y1 + bh - 1)),
+                      tuple(int(v) for v in rng.randint(0, 255, 3)), -1)
+        boxes.append([x1, y1, x1 + bw - 1, y1 + bh - 1])
+    return im, np.array(boxes, np.float32)
+
+
+def minibatch(path, boxes, num_classes, cfg, rng):
+    """The training data pipeline's minibatch for one image (the datasets helper's get_minibatch)."""
+    from roi_data_layer.minibatch import get_minibatch
+    h, w = cv2.imread(path).shape[:2]
+    classes = (np.arange(len(boxes)) % (num_classes - 1) + 1).astype(np.int32)
+    ov = np.zeros((len(boxes), num_classes), np.float32)
+    ov[np.arange(len(boxes)), classes] = 1
+    entry = {'image': path, 'width': w, 'height': h, 'boxes': boxes, 'gt_classes': classes, 'gt_overlaps': ov,
+             'flipped': False, 'seg_areas': np.ones(len(boxes), np.float32),
+             'max_classes': classes, 'max_overlaps': np.ones(len(boxes), np.float32)}
+    return get_minibatch([entry], num_classes, cfg=cfg, rng=rng)
+
+
+def bench(net_name, args, tmpdir):
+    from fast_rcnn.train import CaffeSGD, param_groups
+    from fast_rcnn.test import im_detect
+    from nets.faster_rcnn import FasterRCNN
+    c, solver = make_cfg(DEFAULT_SOLVERS[net_name])
+    device = torch.device(args.device)
+    rng = np.random.RandomState(0)
+    torch.manual_seed(0)
+    h, w = args.size or DEFAULT_SIZES[net_name]
+    im, boxes = fake_image(h, w, rng)
+    path = osp.join(tmpdir, 'bench_{}.png'.format(net_name))
+    cv2.imwrite(path, im)
+    model = FasterRCNN(net_name, args.num_classes, c).to(device)
+    from nets.backbones import build_net
+    model.frozen_parameters(build_net(net_name).frozen)
+    opt = CaffeSGD(param_groups(model, solver), solver['momentum'], solver['weight_decay'])
+
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+
+    train_rows = []
+    for it in range(args.repeat + 1):
+        t = {}
+        model.train()
+        t0 = time.perf_counter()
+        blobs = minibatch(path, boxes, args.num_classes, c, rng)
+        data = torch.from_numpy(blobs['data']).to(device)
+        sync()
+        t['data'] = time.perf_counter() - t0
+        losses = model(data, blobs['im_info'], blobs['gt_boxes'], timers=t)
+        t1 = time.perf_counter()
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step(1e-4)
+        sync()
+        t['backward'] = time.perf_counter() - t1
+        if it > 0:
+            train_rows.append(t)
+    test_rows = []
+    model.eval()
+    for it in range(args.repeat + 1):
+        t = {}
+        t0 = time.perf_counter()
+        from fast_rcnn.test import _get_image_blob
+        img = cv2.imread(path)
+        blob, scales = _get_image_blob(img, c)
+        data = torch.from_numpy(blob).to(device)
+        sync()
+        t['data'] = time.perf_counter() - t0
+        with torch.no_grad():
+            model(data, np.array([[blob.shape[2], blob.shape[3], scales[0]]], np.float32), timers=t)
+        if it > 0:
+            test_rows.append(t)
+    shape = tuple(blobs['data'].shape[2:])
+    return shape, train_rows, test_rows, c
+
+
+def report(name, shape, rows, kind):
+    mean = {s: float(np.mean([r.get(s, 0.0) for r in rows])) for s in STAGES}
+    total = sum(mean.values())
+    print('{} {} (input {}x{}), mean of {}: {:.3f} s'.format(name, kind, shape[0], shape[1], len(rows), total))
+    for s in STAGES:
+        if kind == 'test' and s in ('targets', 'loss', 'backward'):
+            continue
+        print('  {:<9s} {:8.4f} s  {:5.1f}%'.format(s, mean[s], 100.0 * mean[s] / max(total, 1e-12)))
+    frac = (mean['proposal'] + mean['targets']) / max(total, 1e-12)
+    print('  proposal + target layers: {:.1f}% of the {}'.format(100 * frac, 'iteration' if kind == 'train'
+                                                                        else 'image'))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print('torch {} on {} ({} threads)'.format(torch.__version__, args.device, torch.get_num_threads()))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.nets:
+            shape, train_rows, test_rows, c = bench(name.upper(), args, tmp)
+            print('=' * 70)
+            print('{}: TRAIN pre/post NMS {}/{}, BATCH_SIZE {}; TEST pre/post {}/{}'.format(
+                name, c.TRAIN.RPN_PRE_NMS_TOP_N, c.TRAIN.RPN_POST_NMS_TOP_N, c.TRAIN.BATCH_SIZE,
+                c.TEST.RPN_PRE_NMS_TOP_N, c.TEST.RPN_POST_NMS_TOP_N))
+            report(name, shape, train_rows, 'train')
+            report(name, shape, test_rows, 'test')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,76 @@
+#!/usr/bin/env python
+"""Test a Faster R-CNN snapshot on an image database and print each class's AP and `Mean AP = 0.xxxx`.
+
+    tools/test_net.py --net output/faster_rcnn_end2end/shapes_trainval/tiny_faster_rcnn_iter_3600.pth \\
+        --imdb shapes_test
+
+The cfg starts from the one the snapshot was trained with, then --cfg, then --set.
+Results go to output/<EXP_DIR>/<imdb name>/<snapshot name>/.
+"""
+import _init_paths  # noqa: F401
+
+import argparse
+import os.path as osp
+import sys
+
+import torch
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test a Faster R-CNN network')
+    parser.add_argument('--gpu', dest='gpu_id', help='GPU id to use (same as --device cuda:N)', default=None, type=int)
+    parser.add_argument('--device', dest='device', help='cpu, cuda or cuda:N (default cpu)', default=None, type=str)
+    parser.add_argument('--def', dest='prototxt', help='ignored (kept for the original\'s command lines): the '
+                        'snapshot carries its network', default=None, type=str)
+    parser.add_argument('--net', dest='caffemodel', help='snapshot (.pth) to test', required=True, type=str)
+    parser.add_argument('--cfg', dest='cfg_file', help='optional config file', default=None, type=str)
+    parser.add_argument('--wait', dest='wait', help='ignored (kept for the original\'s command lines)',
+                        default=True)
+    parser.add_argument('--imdb', dest='imdb_name', help='dataset to test', default='voc_2007_test', type=str)
+    parser.add_argument('--comp', dest='comp_mode', help='competition mode', action='store_true')
+    parser.add_argument('--vis', dest='vis', help='save pictures of the detections', action='store_true')
+    parser.add_argument('--num_dets', dest='max_per_image', help='max number of detections per image',
+                        default=100, type=int)
+    parser.add_argument('--threads', dest='threads', type=int, default=None,
+                        help='CPU threads for torch (default: all cores)')
+    parser.add_argument('--set', dest='set_cfgs', help='set config keys', default=None, nargs=argparse.REMAINDER)
+    if argv is None and len(sys.argv) == 1:
+        parser.print_help()
+        sys.exit(1)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from datasets.factory import get_imdb
+    from fast_rcnn.config import get_output_dir
+    from fast_rcnn.test import check_classes, load_detector, resolve_device, test_net
+
+    print('Called with args:')
+    print(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device, args.gpu_id)
+    if not osp.isfile(args.caffemodel):
+        sys.exit('test_net.py: snapshot not found: {}'.format(args.caffemodel))
+    cfg_files = [args.cfg_file] if args.cfg_file else []
+    net, cfg, classes = load_detector(args.caffemodel, cfg_files, args.set_cfgs or [], device)
+    imdb = get_imdb(args.imdb_name)
+    imdb.competition_mode(args.comp_mode)
+    try:
+        check_classes(classes, imdb)
+    except ValueError as e:
+        sys.exit('test_net.py: {}: {}'.format(args.caffemodel, e))
+    if hasattr(imdb, 'set_proposal_method'):
+        try:
+            imdb.set_proposal_method('gt')
+        except Exception:  # noqa: BLE001 - proposals are not needed (the RPN makes them)
+            pass
+    output_dir = get_output_dir(imdb, net.name, cfg=cfg)
+    print('Output will be saved to `{:s}`'.format(output_dir))
+    test_net(net, imdb, max_per_image=args.max_per_image, vis=args.vis, cfg=cfg, output_dir=output_dir,
+             classes=classes)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,163 @@
+#!/usr/bin/env python
+"""Train a Faster R-CNN network end to end on an image database.
+
+    tools/train_net.py --solver models/shapes/TINY/faster_rcnn_end2end/solver.yml --imdb shapes_trainval \\
+        --cfg experiments/cfgs/faster_rcnn_end2end.yml
+
+Config order (later wins): defaults, --cfg, the solver.yml's cfg: block, --set. Without --iters, the solver's
+max_iter. Snapshots go to output/<EXP_DIR>/<imdb name>/; rerunning the same command resumes from the newest one.
+"""
+import _init_paths  # noqa: F401
+
+import argparse
+import os
+import os.path as osp
+import pprint
+import sys
+
+import numpy as np
+import torch
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a Faster R-CNN network')
+    parser.add_argument('--gpu', dest='gpu_id', help='GPU id to use (same as --device cuda:N)', default=None, type=int)
+    parser.add_argument('--device', dest='device', help='cpu, cuda or cuda:N (default cpu)', default=None, type=str)
+    parser.add_argument('--solver', dest='solver', help='solver.yml', required=True, type=str)
+    parser.add_argument('--iters', dest='max_iters', help='number of iterations to train (default: the solver\'s '
+                        'max_iter)', default=None, type=int)
+    parser.add_argument('--weights', dest='pretrained_model', help='initialize with pretrained model weights',
+                        default=None, type=str)
+    parser.add_argument('--cfg', dest='cfg_file', help='optional config file', default=None, type=str)
+    parser.add_argument('--imdb', dest='imdb_name', help='dataset to train on (a+b joins datasets)',
+                        default='voc_2007_trainval', type=str)
+    parser.add_argument('--rand', dest='randomize', help='randomize (do not use a fixed seed)', action='store_true')
+    parser.add_argument('--from-scratch', dest='from_scratch', action='store_true',
+                        help='allow training a network meant for ImageNet initialisation without --weights')
+    parser.add_argument('--fresh', dest='fresh', action='store_true',
+                        help='start over instead of resuming from the newest snapshot')
+    parser.add_argument('--threads', dest='threads', type=int, default=None,
+                        help='CPU threads for torch (default: all cores)')
+    parser.add_argument('--set', dest='set_cfgs', help='set config keys', default=None, nargs=argparse.REMAINDER)
+    if argv is None and len(sys.argv) == 1:
+        parser.print_help()
+        sys.exit(1)
+    return parser.parse_args(argv)
+
+
+def combined_roidb(imdb_names, cfg):
+    """The training roidb of one dataset or of several joined with '+', and the imdb that names the output."""
+    from datasets.factory import get_imdb
+    from fast_rcnn.train import get_training_roidb
+
+    def get_roidb(name):
+        imdb = get_imdb(name)
+        print('Loaded dataset `{:s}` for training'.format(imdb.name))
+        imdb.set_proposal_method(cfg.TRAIN.PROPOSAL_METHOD)
+        print('Set proposal method: {:s}'.format(cfg.TRAIN.PROPOSAL_METHOD))
+        return imdb, get_training_roidb(imdb, cfg)
+
+    parts = [get_roidb(s) for s in imdb_names.split('+')]
+    imdb, roidb = parts[0]
+    if len(parts) > 1:
+        for other, r in parts[1:]:
+            if list(other.classes) != list(imdb.classes):
+                raise ValueError('cannot join {} and {}: their classes differ ({} vs {})'.format(
+                    imdb.name, other.name, list(imdb.classes), list(other.classes)))
+            roidb = roidb + r
+        from datasets.imdb import imdb as imdb_base
+        joined = imdb_base(imdb_names)
+        joined._classes = imdb.classes
+        imdb = joined
+    return imdb, roidb
+
+
+def make_data_layer(roidb, num_classes, cfg, seed):
+    """The datasets helper's resumable RoIDataLayer."""
+    from roi_data_layer.layer import RoIDataLayer
+    import inspect
+    params = inspect.signature(RoIDataLayer).parameters
+    kwargs = {}
+    if 'cfg' in params:
+        kwargs['cfg'] = cfg
+    if 'seed' in params:
+        kwargs['seed'] = seed
+    return RoIDataLayer(roidb, num_classes, **kwargs)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from fast_rcnn.config import cfg, cfg_from_dict, cfg_from_file, cfg_from_list, get_output_dir
+    from fast_rcnn.test import resolve_device
+    from fast_rcnn.train import filter_roidb, load_solver, train_net
+    from nets.backbones import build_net
+    from nets.faster_rcnn import FasterRCNN
+    from nets.weights import load_pretrained
+
+    print('Called with args:')
+    print(args)
+    solver = load_solver(args.solver)
+    if args.cfg_file is not None:
+        cfg_from_file(args.cfg_file)
+    if solver['cfg']:
+        cfg_from_dict(solver['cfg'])
+    if args.set_cfgs is not None:
+        cfg_from_list(args.set_cfgs)
+    if solver['snapshot'] is not None:
+        cfg.TRAIN.SNAPSHOT_ITERS = int(solver['snapshot'])
+    device = resolve_device(args.device, args.gpu_id)
+    cfg.DEVICE = str(device)
+    if device.type == 'cuda':
+        cfg.GPU_ID = device.index or 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not cfg.TRAIN.HAS_RPN or cfg.TRAIN.IMS_PER_BATCH != 1:
+        sys.exit('train_net.py: end-to-end Faster R-CNN training needs TRAIN.HAS_RPN True and TRAIN.IMS_PER_BATCH 1; '
+                 'pass --cfg experiments/cfgs/faster_rcnn_end2end.yml')
+
+    with torch.device('meta'):  # only its facts here; the weights are made after seeding
+        netdef = build_net(solver['net'])
+    from_scratch_net = netdef.from_scratch if solver['from_scratch'] is None else bool(solver['from_scratch'])
+    if args.pretrained_model is None and not from_scratch_net and not args.from_scratch:
+        sys.exit('train_net.py: {} is meant to start from ImageNet weights; without --weights it trains from random '
+                 'initialisation, which for these networks takes weeks to learn little (a frequent mistake with the '
+                 'original). Fetch them with data/scripts/fetch_imagenet_models.sh and pass --weights '
+                 'data/imagenet_models/{}.v2.caffemodel (or a torchvision .pth), or pass --from-scratch if you '
+                 'really mean it.'.format(netdef.name, netdef.name))
+
+    print('Using config:')
+    pprint.pprint(cfg)
+    seed = int(cfg.RNG_SEED)
+    if args.randomize:
+        seed = int.from_bytes(os.urandom(4), 'little')
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+    imdb, roidb = combined_roidb(args.imdb_name, cfg)
+    print('{:d} roidb entries'.format(len(roidb)))
+    output_dir = get_output_dir(imdb)
+    print('Output will be saved to `{:s}`'.format(output_dir))
+    roidb = filter_roidb(roidb, cfg)
+
+    # (re)seed here: loading a dataset may or may not draw random numbers (e.g. when its cache is built), and the
+    # initial weights must not depend on that
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    model = FasterRCNN(solver['net'], imdb.num_classes, cfg)
+    model.rng = np.random.RandomState(seed)
+    if args.pretrained_model is not None:
+        info = load_pretrained(model, args.pretrained_model)
+        print('Loaded pretrained weights from {:s} ({}: {}; input convention {})'.format(
+            args.pretrained_model, info['source'], ', '.join(info['loaded']), info['input_mode']))
+    frozen = netdef.frozen if solver['frozen_layers'] is None else list(solver['frozen_layers'])
+    model.frozen_parameters(frozen)
+    model.to(device)
+
+    data_layer = make_data_layer(roidb, imdb.num_classes, cfg, seed)
+    max_iters = args.max_iters if args.max_iters is not None else int(solver['max_iter'])
+    train_net(model, data_layer, output_dir, solver, cfg, imdb.classes, max_iters, imdb_name=imdb.name,
+              resume=not args.fresh)
+
+
+if __name__ == '__main__':
+    main()

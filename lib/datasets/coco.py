@@ -243,11 +243,3 @@ class coco(imdb):
         if self.config['cleanup']:
             os.remove(res_file)
         return ap
-
-    def competition_mode(self, on: bool) -> None:
-        if on:
-            self.config['use_salt'] = False
-            self.config['cleanup'] = False
-        else:
-            self.config['use_salt'] = True
-            self.config['cleanup'] = True

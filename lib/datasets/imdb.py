@@ -135,8 +135,12 @@ class imdb(object):
         raise NotImplementedError
 
     def competition_mode(self, on: bool) -> None:
-        """Turn competition mode on or off (no salt, no cleanup of results files)."""
-        pass
+        """Turn competition mode on or off: on means no salt in results file names and no cleanup of them.
+        A no-op for datasets without those settings (as the original's base class)."""
+        config = getattr(self, 'config', None)
+        if isinstance(config, dict) and 'use_salt' in config and 'cleanup' in config:
+            config['use_salt'] = not on
+            config['cleanup'] = not on
 
     # ------------------------------------------------------------------ roidb operations
     def _get_widths(self) -> List[int]:

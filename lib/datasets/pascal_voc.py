@@ -399,14 +399,6 @@ class voc_layout(imdb):
                     os.remove(filename)
         return float(np.mean(aps))
 
-    def competition_mode(self, on: bool) -> None:
-        if on:
-            self.config['use_salt'] = False
-            self.config['cleanup'] = False
-        else:
-            self.config['use_salt'] = True
-            self.config['cleanup'] = True
-
 
 class pascal_voc(voc_layout):
     """VOC<year> <image_set> from data/VOCdevkit<year> (or devkit_path): 21 classes, VOC07 metric before 2010."""

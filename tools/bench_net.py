@@ -81,7 +81,7 @@ def minibatch(path, boxes, num_classes, cfg, rng):
 
 
 def bench(net_name, args, tmpdir):
-    from fast_rcnn.train import CaffeSGD, param_groups
+    from fast_rcnn.train import make_optimizer
     from fast_rcnn.test import im_detect
     from nets.faster_rcnn import FasterRCNN
     c, solver = make_cfg(DEFAULT_SOLVERS[net_name])
@@ -95,7 +95,7 @@ def bench(net_name, args, tmpdir):
     model = FasterRCNN(net_name, args.num_classes, c).to(device)
     from nets.backbones import build_net
     model.frozen_parameters(build_net(net_name).frozen)
-    opt = CaffeSGD(param_groups(model, solver), solver['momentum'], solver['weight_decay'])
+    opt = make_optimizer(model, solver)
 
     def sync():
         if device.type == 'cuda':

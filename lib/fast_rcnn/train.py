@@ -6,6 +6,7 @@ with Caffe's SGD solver.
 - ``CaffeSGD``: Caffe's SGD: diff /= iter_size; diff += weight_decay * decay_mult * w; history = momentum * history
   + lr * lr_mult * diff; w -= history. Weights lr_mult 1, biases lr_mult 2, decay_mult 1 on both (Caffe's
   defaults in the original prototxts), frozen layers not updated.
+- ``CaffeAdam``: Caffe's Adam (solver ``type: Adam``), with the same lr_mult / decay_mult / iter_size handling.
 - ``SolverWrapper``: the training loop with logging, snapshots (bbox_pred with the target normalisation folded
   in), and resuming that reproduces the uninterrupted run (model, optimizer history, iteration, RNG states and the
   data layer's position are all in the snapshot).
@@ -33,12 +34,16 @@ SNAPSHOT_FORMAT = 'py-faster-rcnn-torch-snapshot/1'
 
 SOLVER_DEFAULTS: Dict[str, Any] = {
     'net': None,
+    'type': 'SGD',              # Caffe's solver type: SGD (the original's) or Adam
     'base_lr': 0.001,
     'lr_policy': 'step',
     'gamma': 0.1,
     'stepsize': 50000,
     'stepvalues': None,
     'momentum': 0.9,
+    'momentum2': 0.999,         # Adam's second-moment decay (Caffe's momentum2)
+    'delta': 1e-8,              # Adam's epsilon (Caffe's delta)
+    'power': 1.0,               # lr_policy poly: base_lr * (1 - iter / max_iter) ** power
     'weight_decay': 0.0005,
     'max_iter': 70000,
     'iter_size': 1,
@@ -85,9 +90,12 @@ def load_solver(path: str) -> Dict[str, Any]:
         raise SolverError('{}: the solver must name its network (net: VGG16, ZF, VGG_CNN_M_1024 or TINY)'.format(path))
     if not solver['snapshot_prefix']:
         solver['snapshot_prefix'] = '{}_faster_rcnn'.format(str(solver['net']).lower())
-    if solver['lr_policy'] not in ('step', 'multistep', 'fixed'):
-        raise SolverError('{}: lr_policy {!r} is not supported (step, multistep, fixed)'.format(
+    if solver['lr_policy'] not in ('step', 'multistep', 'fixed', 'poly'):
+        raise SolverError('{}: lr_policy {!r} is not supported (step, multistep, fixed, poly)'.format(
             path, solver['lr_policy']))
+    if solver['type'] not in SOLVER_TYPES:
+        raise SolverError('{}: solver type {!r} is not supported ({})'.format(
+            path, solver['type'], ', '.join(SOLVER_TYPES)))
     if int(solver['iter_size']) < 1:
         raise SolverError('{}: iter_size must be >= 1'.format(path))
     if solver['cfg'] is not None and not isinstance(solver['cfg'], dict):
@@ -102,6 +110,8 @@ def learning_rate(solver: Dict[str, Any], it: int) -> float:
     policy = solver['lr_policy']
     if policy == 'fixed':
         lr = base
+    elif policy == 'poly':  # Caffe: relative to the solver's max_iter, whatever --iters says
+        lr = base * max(0.0, 1.0 - float(it) / int(solver['max_iter'])) ** float(solver['power'])
     elif policy == 'step':
         lr = base * float(solver['gamma']) ** (it // int(solver['stepsize']))
     else:
@@ -117,6 +127,8 @@ def learning_rate(solver: Dict[str, Any], it: int) -> float:
 class CaffeSGD:
     """Caffe's SGDSolver update over (param, lr_mult, decay_mult) triples."""
 
+    type = 'SGD'
+
     def __init__(self, groups: Sequence[Tuple[str, torch.nn.Parameter, float, float]], momentum: float,
                  weight_decay: float) -> None:
         self.groups = [g for g in groups if g[2] != 0.0 or g[3] != 0.0]
@@ -124,14 +136,19 @@ class CaffeSGD:
         self.weight_decay = float(weight_decay)
         self.history = [torch.zeros_like(p, memory_format=torch.preserve_format) for _, p, _, _ in self.groups]
 
-    @torch.no_grad()
-    def step(self, lr: float, iter_size: int = 1, clip_gradients: float = -1.0) -> None:
+    def _clipped_grads(self, clip_gradients: float) -> List[torch.Tensor]:
+        """The gradients, scaled down together to global L2 norm ``clip_gradients`` when above it (Caffe)."""
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for _, p, _, _ in self.groups]
         if clip_gradients > 0:
             norm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in grads))
             if norm > clip_gradients:
                 for g in grads:
                     g.mul_(clip_gradients / norm)
+        return grads
+
+    @torch.no_grad()
+    def step(self, lr: float, iter_size: int = 1, clip_gradients: float = -1.0) -> None:
+        grads = self._clipped_grads(clip_gradients)
         for (name, p, lr_mult, decay_mult), g, h in zip(self.groups, grads, self.history):
             if iter_size > 1:
                 g = g / iter_size
@@ -145,15 +162,79 @@ class CaffeSGD:
             p.grad = None
 
     def state_dict(self) -> Dict[str, Any]:
-        return {'names': [n for n, _, _, _ in self.groups], 'history': [h.detach().cpu().clone() for h in self.history]}
+        return {'type': self.type, 'names': [n for n, _, _, _ in self.groups],
+                'history': [h.detach().cpu().clone() for h in self.history]}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        saved = state.get('type', 'SGD')
+        if saved != self.type:
+            raise ValueError('optimizer state is that of a {} solver, this solver is {}: resume with the solver type '
+                             'it was trained with'.format(saved, self.type))
         names = [n for n, _, _, _ in self.groups]
         if list(state['names']) != names:
             raise ValueError('optimizer state does not match the network (parameters {} vs {})'.format(
                 len(state['names']), len(names)))
         for h, s in zip(self.history, state['history']):
             h.copy_(s.to(h.device))
+
+
+class CaffeAdam(CaffeSGD):
+    """Caffe's AdamSolver (Kingma & Ba) over (param, lr_mult, decay_mult) triples.
+
+    diff /= iter_size; diff += weight_decay * decay_mult * w; m = b1 m + (1 - b1) diff; v = b2 v + (1 - b2) diff^2;
+    w -= lr * lr_mult * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + delta), t = 1, 2, ... (b1 = momentum,
+    b2 = momentum2). ``history`` holds m, ``history2`` v.
+    """
+
+    type = 'Adam'
+
+    def __init__(self, groups: Sequence[Tuple[str, torch.nn.Parameter, float, float]], momentum: float,
+                 weight_decay: float, momentum2: float = 0.999, delta: float = 1e-8) -> None:
+        super().__init__(groups, momentum, weight_decay)
+        self.momentum2 = float(momentum2)
+        self.delta = float(delta)
+        self.history2 = [torch.zeros_like(p, memory_format=torch.preserve_format) for _, p, _, _ in self.groups]
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self, lr: float, iter_size: int = 1, clip_gradients: float = -1.0) -> None:
+        grads = self._clipped_grads(clip_gradients)
+        self.t += 1
+        correction = math.sqrt(1.0 - self.momentum2 ** self.t) / (1.0 - self.momentum ** self.t)
+        for (name, p, lr_mult, decay_mult), g, m, v in zip(self.groups, grads, self.history, self.history2):
+            if iter_size > 1:
+                g = g / iter_size
+            if self.weight_decay * decay_mult != 0.0:
+                g = g.add(p, alpha=self.weight_decay * decay_mult)
+            m.mul_(self.momentum).add_(g, alpha=1.0 - self.momentum)
+            v.mul_(self.momentum2).addcmul_(g, g, value=1.0 - self.momentum2)
+            p.addcdiv_(m, v.sqrt().add_(self.delta), value=-lr * lr_mult * correction)
+
+    def state_dict(self) -> Dict[str, Any]:
+        out = super().state_dict()
+        out['history2'] = [h.detach().cpu().clone() for h in self.history2]
+        out['t'] = self.t
+        return out
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        for h, s in zip(self.history2, state['history2']):
+            h.copy_(s.to(h.device))
+        self.t = int(state['t'])
+
+
+SOLVER_TYPES = {'SGD': CaffeSGD, 'Adam': CaffeAdam}
+
+
+def make_optimizer(model: torch.nn.Module, solver: Dict[str, Any]) -> CaffeSGD:
+    """The solver's ``type`` (Caffe's SGD or Adam) over ``param_groups(model, solver)``."""
+    groups = param_groups(model, solver)
+    kind = solver.get('type', 'SGD')
+    if kind not in SOLVER_TYPES:
+        raise SolverError('solver type {!r} is not supported ({})'.format(kind, ', '.join(SOLVER_TYPES)))
+    if kind == 'Adam':
+        return CaffeAdam(groups, solver['momentum'], solver['weight_decay'], solver['momentum2'], solver['delta'])
+    return CaffeSGD(groups, solver['momentum'], solver['weight_decay'])
 
 
 def param_groups(model: torch.nn.Module, solver: Dict[str, Any]) -> List[Tuple[str, torch.nn.Parameter, float, float]]:
@@ -316,7 +397,7 @@ class SolverWrapper:
         self.classes = list(classes)
         self.imdb_name = imdb_name
         self.device = next(model.parameters()).device
-        self.optimizer = CaffeSGD(param_groups(model, solver), solver['momentum'], solver['weight_decay'])
+        self.optimizer = make_optimizer(model, solver)
         self.iter = 0
         self.bbox_normalize = bool(cfg.TRAIN.BBOX_REG and cfg.TRAIN.BBOX_NORMALIZE_TARGETS)
         if self.bbox_normalize and not cfg.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED:

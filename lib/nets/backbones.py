@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Tuple
 
 import torch.nn as nn
+import torch.nn.functional as F
 
 from nets.layers import CaffeDropout, CaffeLRN, caffe_max_pool
 
@@ -113,18 +114,48 @@ def _gn(c: int) -> nn.GroupNorm:
     return nn.GroupNorm(min(16, c // 4) if c >= 8 else 1, c)
 
 
-def _tiny_body(widths: List[int], strides: List[int]) -> nn.Sequential:
-    """3x3 conv (no bias) + GroupNorm + ReLU layers named conv<i>, gn<i>, relu<i>."""
-    layers: "OrderedDict[str, nn.Module]" = OrderedDict()
-    cin = 3
-    for i, (w, s) in enumerate(zip(widths, strides), start=1):
-        conv = nn.Conv2d(cin, w, 3, s, 1, bias=False)
-        nn.init.kaiming_normal_(conv.weight, mode='fan_out', nonlinearity='relu')
-        layers['conv{}'.format(i)] = conv
-        layers['gn{}'.format(i)] = _gn(w)
-        layers['relu{}'.format(i)] = nn.ReLU(inplace=True)
-        cin = w
-    return nn.Sequential(layers)
+class TinyFPN(nn.Module):
+    """TINY's body: 3x3 conv (no bias) + GroupNorm + ReLU layers conv1..conv9 down to stride 32, then a top-down
+    path back to stride 8 (1x1 lateral convs lat32/lat16/lat8, nearest upsampling, sums) and one 3x3 conv + GN +
+    ReLU (``smooth``), so that the stride-8 map also sees the stride-32 context.
+
+    (1, 3, H, W) -> (1, out_channels, ceil(H/8), ceil(W/8)).
+    """
+
+    # (width, stride) of conv1..conv9; the maps after conv5, conv7 and conv9 are at strides 8, 16 and 32.
+    LAYERS = ((16, 2), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (128, 2), (128, 1))
+    TAPS = (5, 7, 9)
+
+    def __init__(self, out_channels: int = 64) -> None:
+        super().__init__()
+        cin = 3
+        for i, (w, s) in enumerate(self.LAYERS, start=1):
+            self.add_module('conv{}'.format(i), _conv3x3(cin, w, s))
+            self.add_module('gn{}'.format(i), _gn(w))
+            cin = w
+        w8, w16, w32 = (self.LAYERS[t - 1][0] for t in self.TAPS)
+        self.lat32 = nn.Conv2d(w32, out_channels, 1)
+        self.lat16 = nn.Conv2d(w16, out_channels, 1)
+        self.lat8 = nn.Conv2d(w8, out_channels, 1)
+        self.smooth = _conv3x3(out_channels, out_channels, 1)
+        self.gn_smooth = _gn(out_channels)
+
+    def forward(self, x):
+        taps = []
+        for i in range(1, len(self.LAYERS) + 1):
+            x = F.relu(getattr(self, 'gn{}'.format(i))(getattr(self, 'conv{}'.format(i))(x)), inplace=True)
+            if i in self.TAPS:
+                taps.append(x)
+        c8, c16, c32 = taps
+        p = self.lat16(c16) + F.interpolate(self.lat32(c32), size=c16.shape[-2:], mode='nearest')
+        p = self.lat8(c8) + F.interpolate(p, size=c8.shape[-2:], mode='nearest')
+        return F.relu(self.gn_smooth(self.smooth(p)), inplace=True)
+
+
+def _conv3x3(cin: int, cout: int, stride: int) -> nn.Conv2d:
+    conv = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+    nn.init.kaiming_normal_(conv.weight, mode='fan_out', nonlinearity='relu')
+    return conv
 
 
 def _tiny_head(cin: int, pool: int, dim: int) -> nn.Sequential:
@@ -138,15 +169,16 @@ def _tiny_head(cin: int, pool: int, dim: int) -> nn.Sequential:
 
 
 def tiny() -> NetDef:
-    """TINY: a narrow stride-16 body for training from scratch on a CPU in minutes.
+    """TINY: a small stride-8 network for training from scratch on a CPU in minutes.
 
-    Seven 3x3 conv + GroupNorm + ReLU layers, widths 16-32-32-64-64-128-128, stride 2 at layers 1, 2, 4, 6 -> /16
-    (receptive field 87 px; the RPN conv adds 32). GroupNorm (not BatchNorm) because a minibatch is one image.
-    RoI pool 7x7 of 128 channels, fc6/fc7 256 without dropout (with so small a head, dropout only slowed
-    learning), RPN conv 128. Nothing frozen; kaiming initialisation.
+    ``TinyFPN``: nine narrow 3x3 conv + GroupNorm + ReLU layers (widths 16-32-32-64-64-128-128-128-128, stride 32
+    at the end) and a top-down path to a 64-channel stride-8 map. GroupNorm (not BatchNorm) because a minibatch is
+    one image; stride 8 because objects of 16-30 px are 1-2 cells of a stride-16 map, too coarse for the RoI head
+    to tell their shapes apart; the top-down path gives that map the context of the large objects. RoI pool 7x7
+    at 1/8 of 64 channels, fc6/fc7 256 without dropout (with so small a head dropout only slowed learning), RPN
+    conv 64. Set ``FEAT_STRIDE: 8`` in its solver's cfg: block. Nothing frozen; kaiming initialisation.
     """
-    body = _tiny_body([16, 32, 32, 64, 64, 128, 128], [2, 2, 1, 2, 1, 2, 1])
-    return NetDef('TINY', body, _tiny_head(128, 7, 256), 128, 256, 128, 7, from_scratch=True)
+    return NetDef('TINY', TinyFPN(64), _tiny_head(64, 7, 256), 64, 256, 64, 7, from_scratch=True, feat_stride=8)
 
 
 NETWORKS: Dict[str, Callable[[], NetDef]] = {

@@ -150,10 +150,6 @@ def anchor_target_layer(rpn_cls_score: Any, gt_boxes: Array, im_info: Any, feat_
 
     is_fg = labels == 1
     is_bg = labels == 0
-    bbox_inside_weights = np.zeros((n_inside, 4), dtype=np.float32)
-    bbox_inside_weights[is_fg, :] = np.array(train.RPN_BBOX_INSIDE_WEIGHTS)
-
-    bbox_outside_weights = np.zeros((n_inside, 4), dtype=np.float32)
     p = train.RPN_POSITIVE_WEIGHT
     if p < 0:
         num_examples = int(np.sum(labels >= 0))
@@ -163,19 +159,26 @@ def anchor_target_layer(rpn_cls_score: Any, gt_boxes: Array, im_info: Any, feat_
             raise ValueError(f'{_WHERE}: cfg.TRAIN.RPN_POSITIVE_WEIGHT must be < 0 or in (0, 1), got {p}')
         positive_weight = p / max(int(np.sum(is_fg)), 1)
         negative_weight = (1.0 - p) / max(int(np.sum(is_bg)), 1)
-    bbox_outside_weights[is_fg, :] = positive_weight
-    bbox_outside_weights[is_bg, :] = negative_weight
 
-    # back to all anchors, then to the Caffe blob layouts
+    # back to all anchors, then to the Caffe blob layouts. The weights are zero but on the few hundred sampled
+    # anchors, so they are scattered straight into (1, 4A, H, W): anchor i = (h W + w) A + a, coordinate k sits at
+    # [0, 4a + k, h, w].
     labels = _unmap(labels, total_anchors, inds_inside, fill=-1)
     bbox_targets = _unmap(bbox_targets, total_anchors, inds_inside, fill=0)
-    bbox_inside_weights = _unmap(bbox_inside_weights, total_anchors, inds_inside, fill=0)
-    bbox_outside_weights = _unmap(bbox_outside_weights, total_anchors, inds_inside, fill=0)
-
     labels = np.ascontiguousarray(labels.reshape((1, height, width, A)).transpose(0, 3, 1, 2)
                                   .reshape((1, 1, A * height, width)))
-    blobs = [np.ascontiguousarray(b.reshape((1, height, width, A * 4)).transpose(0, 3, 1, 2))
-             for b in (bbox_targets, bbox_inside_weights, bbox_outside_weights)]
+    bbox_targets = np.ascontiguousarray(bbox_targets.reshape((1, height, width, A * 4)).transpose(0, 3, 1, 2))
+    bbox_inside_weights = np.zeros((1, 4 * A, height, width), dtype=np.float32)
+    bbox_outside_weights = np.zeros((1, 4 * A, height, width), dtype=np.float32)
+    inside_w = np.asarray(train.RPN_BBOX_INSIDE_WEIGHTS, dtype=np.float32).reshape(4)
+    for mask, outside_w in ((is_fg, positive_weight), (is_bg, negative_weight)):
+        i = inds_inside[mask]
+        h, w, a = i // (width * A), (i // A) % width, i % A
+        ch = 4 * a[:, None] + np.arange(4)
+        bbox_outside_weights[0, ch, h[:, None], w[:, None]] = outside_w
+        if mask is is_fg:
+            bbox_inside_weights[0, ch, h[:, None], w[:, None]] = inside_w
+    blobs = [bbox_targets, bbox_inside_weights, bbox_outside_weights]
     out = (labels, *blobs)
     if device is not None:
         return tuple(torch.from_numpy(b).to(device) for b in out)  # type: ignore[return-value]

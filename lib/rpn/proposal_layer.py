@@ -41,9 +41,17 @@ def _cell_anchors(anchor_scales: Tuple[float, ...]) -> np.ndarray:
 
 def map_anchors(height: int, width: int, feat_stride: int = 16,
                 anchor_scales: Sequence[float] = (8, 16, 32)) -> np.ndarray:
-    """All anchors of a height x width feature map: (height * width * A, 4) float64 x1y1x2y2, ordered (h, w, a)."""
-    cell = _cell_anchors(tuple(np.asarray(anchor_scales).ravel().tolist()))
-    return shift_anchors(cell, int(height), int(width), feat_stride)
+    """All anchors of a height x width feature map: (height * width * A, 4) float64 x1y1x2y2, ordered (h, w, a).
+
+    Cached (both RPN layers ask for the same map every iteration) and read-only."""
+    return _map_anchors(int(height), int(width), int(feat_stride), tuple(np.asarray(anchor_scales).ravel().tolist()))
+
+
+@functools.lru_cache(maxsize=64)
+def _map_anchors(height: int, width: int, feat_stride: int, anchor_scales: Tuple[float, ...]) -> np.ndarray:
+    anchors = shift_anchors(_cell_anchors(anchor_scales), height, width, feat_stride)
+    anchors.setflags(write=False)
+    return anchors
 
 
 def num_anchors(anchor_scales: Sequence[float] = (8, 16, 32)) -> int:
@@ -165,7 +173,7 @@ def _proposals_torch(prob: Array, pred: Array, info: np.ndarray, anchors_np: np.
             prob = torch.as_tensor(prob, device=device)
         scores = prob[:, A:, :, :].permute(0, 2, 3, 1).reshape(-1)
         deltas = pred.permute(0, 2, 3, 1).reshape(-1, 4)
-        anchors = torch.from_numpy(anchors_np).to(device=device, dtype=deltas.dtype)
+        anchors = torch.tensor(anchors_np, device=device, dtype=deltas.dtype)  # a copy: the cached map is read-only
         proposals = clip_boxes(bbox_transform_inv(anchors, deltas), (float(info[0]), float(info[1])))
 
         ws = proposals[:, 2] - proposals[:, 0] + 1

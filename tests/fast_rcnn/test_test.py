@@ -65,6 +65,7 @@ def _tiny_model(num_classes=3):
     c.TEST.RPN_POST_NMS_TOP_N = 10
     c.TEST.RPN_MIN_SIZE = 2
     c.ANCHOR_SCALES = (2, 4)
+    c.FEAT_STRIDE = 8
     torch.manual_seed(0)
     m = FasterRCNN('TINY', num_classes, c).eval()
     # large deltas so that decoded boxes leave the image unless they are clipped

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from fast_rcnn.train import (CaffeSGD, SolverWrapper, find_snapshots, learning_rate, load_solver, load_snapshot,
-                             param_groups, train_net)
+from fast_rcnn.train import (CaffeAdam, CaffeSGD, SolverWrapper, find_snapshots, learning_rate, load_solver,
+                             load_snapshot, make_optimizer, param_groups, train_net)
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
@@ -26,6 +26,57 @@ def test_caffe_sgd_update_by_hand():
     # diff = 1 + 0.1*0.78 = 1.078; h = 0.5*0.22 + 0.01*2*1.078 = 0.13156; w = 0.78 - 0.13156
     assert abs(float(p.detach()) - (0.78 - 0.13156)) < 1e-6
     # the lr scales the new gradient only (Caffe), unlike torch.optim.SGD which scales the whole history
+
+
+def test_caffe_adam_update_by_hand():
+    # w0 = 1, grad 2 over iter_size 2 -> diff 1, wd 0.1 -> 1.1; b1 0.5, b2 0.75, lr 0.1, lr_mult 2, delta 0.
+    p = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    opt = CaffeAdam([('b', p, 2.0, 1.0)], momentum=0.5, weight_decay=0.1, momentum2=0.75, delta=0.0)
+    p.grad = torch.tensor([2.0], dtype=torch.float64)
+    opt.step(lr=0.1, iter_size=2)
+    # m = 0.5 * 1.1 = 0.55; v = 0.25 * 1.21 = 0.3025; t = 1: sqrt(1 - .75) / (1 - .5) = 1
+    # w = 1 - 0.1 * 2 * 1 * 0.55 / 0.55 = 0.8
+    assert float(p.detach()) == pytest.approx(0.8, abs=1e-12)
+    p.grad = torch.tensor([2.0], dtype=torch.float64)
+    opt.step(lr=0.1, iter_size=2)
+    # diff = 1 + 0.08 = 1.08; m = 0.275 + 0.54 = 0.815; v = 0.226875 + 0.25 * 1.1664 = 0.518475
+    # t = 2: sqrt(1 - 0.5625) / (1 - 0.25) = 0.881917...; w = 0.8 - 0.2 * 0.881917 * 0.815 / sqrt(0.518475)
+    expected = 0.8 - 0.2 * (0.4375 ** 0.5 / 0.75) * 0.815 / 0.518475 ** 0.5
+    assert float(p.detach()) == pytest.approx(expected, abs=1e-12)
+
+
+def test_caffe_adam_matches_torch_adam():
+    # Caffe's delta sits outside the bias correction, torch's eps inside: with delta = eps = 0 the two are one
+    # algorithm. Per-parameter lr_mult as torch param groups; weight decay is L2 added to the gradient in both.
+    torch.manual_seed(0)
+    w0, b0 = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    ours = [torch.nn.Parameter(w0.clone()), torch.nn.Parameter(b0.clone())]
+    ref = [torch.nn.Parameter(w0.clone()), torch.nn.Parameter(b0.clone())]
+    opt = CaffeAdam([('w', ours[0], 1.0, 1.0), ('b', ours[1], 2.0, 1.0)], momentum=0.9, weight_decay=1e-3,
+                    momentum2=0.999, delta=0.0)
+    ropt = torch.optim.Adam([{'params': [ref[0]], 'lr': 0.01}, {'params': [ref[1]], 'lr': 0.02}],
+                            betas=(0.9, 0.999), eps=0.0, weight_decay=1e-3)
+    for _ in range(5):
+        g = [torch.randn(5, 3, dtype=torch.float64), torch.randn(5, dtype=torch.float64)]
+        for p, q, gi in zip(ours, ref, g):
+            p.grad, q.grad = gi.clone(), gi.clone()
+        opt.step(lr=0.01)
+        ropt.step()
+    for p, q in zip(ours, ref):
+        assert torch.allclose(p.detach(), q.detach(), rtol=0, atol=1e-12)
+
+
+def test_solver_type_selects_the_optimizer_and_resume_checks_it():
+    m = torch.nn.Linear(2, 2)
+    adam = make_optimizer(m, dict(load_solver(osp.join(ROOT, 'models', 'shapes', 'TINY', 'faster_rcnn_end2end',
+                                                        'solver.yml')), type='Adam'))
+    sgd = make_optimizer(m, load_solver(osp.join(ROOT, 'models', 'pascal_voc', 'VGG16', 'faster_rcnn_end2end',
+                                                 'solver.yml')))
+    assert isinstance(adam, CaffeAdam) and type(sgd) is CaffeSGD
+    with pytest.raises(ValueError, match='Adam solver, this solver is SGD'):
+        sgd.load_state_dict(adam.state_dict())
+    with pytest.raises(ValueError, match='SGD solver, this solver is Adam'):
+        adam.load_state_dict(sgd.state_dict())
 
 
 def test_param_groups_bias_lr_and_decay():
@@ -48,6 +99,10 @@ def test_learning_rate_policies():
     s.update(warmup_iters=4, warmup_factor=0.2)
     assert learning_rate(s, 0) == pytest.approx(0.2) and learning_rate(s, 2) == pytest.approx(0.6)
     assert learning_rate(s, 4) == 1.0
+    # Caffe's poly: base_lr (1 - iter / max_iter) ^ power
+    s.update(lr_policy='poly', power=2.0, max_iter=100, warmup_iters=0)
+    assert learning_rate(s, 0) == 1.0 and learning_rate(s, 50) == pytest.approx(0.25)
+    assert learning_rate(s, 90) == pytest.approx(0.01) and learning_rate(s, 100) == 0.0
 
 
 def test_solver_files_load_and_name_networks():
@@ -68,6 +123,9 @@ def test_solver_unknown_key_is_an_error(tmp_path):
     p = tmp_path / 'solver.yml'
     p.write_text('net: TINY\nbase_lrr: 0.1\n')
     with pytest.raises(ValueError, match='base_lrr'):
+        load_solver(str(p))
+    p.write_text('net: TINY\ntype: RMSProp\n')
+    with pytest.raises(ValueError, match="solver type 'RMSProp' is not supported"):
         load_solver(str(p))
 
 
@@ -138,6 +196,7 @@ def _model(c, seed=0):
     from nets.faster_rcnn import FasterRCNN
     np.random.seed(seed)
     torch.manual_seed(seed)
+    c.FEAT_STRIDE = 8
     m = FasterRCNN('TINY', 3, c)
     m.rng = np.random.RandomState(seed)
     return m

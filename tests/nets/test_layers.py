@@ -23,6 +23,24 @@ def test_feature_map_sizes_match_caffe_shape_rules(oracle_dir):
             assert out.shape[-2] == expected
 
 
+def test_tiny_is_stride_8_with_context_from_stride_32():
+    net = build_net('TINY')
+    assert net.feat_stride == 8 and net.feat_channels == 64 and net.from_scratch
+    # 3x3 convs with padding 1: each stride-2 layer gives ceil(n / 2); 4 of them before the stride-8 tap
+    for h, w in ((96, 128), (97, 130), (480, 640)):
+        out = net.features(torch.zeros(1, 3, h, w))
+        assert out.shape == (1, 64, -(-h // 8), -(-w // 8)), (h, w, out.shape)
+    # the stride-8 output depends on pixels far outside a stride-8 cell's own neighbourhood (via stride 32)
+    feats = net.features.eval()
+    x = (torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0)) * 50).requires_grad_()
+    feats(x)[0, :, 0, 0].sum().backward()
+    reach = torch.nonzero(x.grad.abs().sum(1)[0])
+    assert int(reach[:, 0].max()) > 150 and int(reach[:, 1].max()) > 150
+    c = _cfg()  # FEAT_STRIDE 16, the original's default: a clear error, not a silent misalignment
+    with pytest.raises(ValueError, match='FEAT_STRIDE is 16 but TINY has stride 8'):
+        FasterRCNN('TINY', 3, c)
+
+
 def test_known_networks():
     assert set(list_nets()) >= {'VGG16', 'ZF', 'VGG_CNN_M_1024', 'TINY'}
     with pytest.raises(ValueError, match='unknown network'):
@@ -115,11 +133,12 @@ def _cfg():
 
 
 @pytest.mark.parametrize('net,pool,rpn_ch,head_dim', [('VGG16', 7, 512, 4096), ('ZF', 6, 256, 4096),
-                                                      ('VGG_CNN_M_1024', 6, 256, 1024), ('TINY', 7, 128, 256)])
+                                                      ('VGG_CNN_M_1024', 6, 256, 1024), ('TINY', 7, 64, 256)])
 def test_heads_shapes_and_init(net, pool, rpn_ch, head_dim):
     torch.manual_seed(0)
     c = _cfg()
     c.ANCHOR_SCALES = (4, 8, 16, 32)
+    c.FEAT_STRIDE = build_net(net).feat_stride
     with torch.device('meta') if net != 'TINY' else torch.device('cpu'):
         m = FasterRCNN(net, 7, c)
     A = 12
@@ -149,6 +168,7 @@ def test_frozen_layers_of_the_original():
 
 def test_torchvision_input_convention():
     c = _cfg()
+    c.FEAT_STRIDE = 8
     m = FasterRCNN('TINY', 3, c)
     bgr = torch.tensor([10.0, 128.0, 250.0]).view(1, 3, 1, 1)   # B, G, R in 0-255
     means = torch.tensor(c.PIXEL_MEANS.reshape(3), dtype=torch.float32).view(1, 3, 1, 1)
@@ -190,6 +210,7 @@ def test_train_forward_gives_four_finite_losses_and_test_forward_shapes():
     c.TEST.RPN_PRE_NMS_TOP_N = 100
     c.TEST.RPN_POST_NMS_TOP_N = 20
     c.ANCHOR_SCALES = (2, 4, 8)
+    c.FEAT_STRIDE = 8
     m = FasterRCNN('TINY', 4, c)
     data = torch.randn(1, 3, 96, 128) * 50
     gt = np.array([[10, 10, 50, 60, 1], [60, 20, 120, 90, 3]], np.float32)

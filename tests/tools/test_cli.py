@@ -38,6 +38,7 @@ cfg:
     RPN_POST_NMS_TOP_N: 20
     RPN_MIN_SIZE: 2
   ANCHOR_SCALES: [2, 4]
+  FEAT_STRIDE: 8
 """
 
 

@@ -52,6 +52,14 @@ def _unmap(data: np.ndarray, count: int, inds: np.ndarray, fill: float) -> np.nd
     return out
 
 
+def _scatter_rows(blob: np.ndarray, inds: np.ndarray, value: Any, A: int) -> None:
+    """blob (1, 4A, H, W): set the 4 coordinates of anchors ``inds`` (indices in (h, w, a) order) to ``value``
+    (a scalar or (4,)); anchor i = (h W + w) A + a has coordinate k at [0, 4a + k, h, w]."""
+    width = blob.shape[3]
+    h, w, a = inds // (width * A), (inds // A) % width, inds % A
+    blob[0, 4 * a[:, None] + np.arange(4), h[:, None], w[:, None]] = value
+
+
 def anchor_target_layer(rpn_cls_score: Any, gt_boxes: Array, im_info: Any, feat_stride: int = 16,
                         anchor_scales: Sequence[float] = (8, 16, 32), cfg: Optional[Any] = None,
                         rng: Any = None, allowed_border: float = 0) -> Tuple[Array, Array, Array, Array]:
@@ -160,9 +168,8 @@ def anchor_target_layer(rpn_cls_score: Any, gt_boxes: Array, im_info: Any, feat_
         positive_weight = p / max(int(np.sum(is_fg)), 1)
         negative_weight = (1.0 - p) / max(int(np.sum(is_bg)), 1)
 
-    # back to all anchors, then to the Caffe blob layouts. The weights are zero but on the few hundred sampled
-    # anchors, so they are scattered straight into (1, 4A, H, W): anchor i = (h W + w) A + a, coordinate k sits at
-    # [0, 4a + k, h, w].
+    # back to all anchors, then to the Caffe blob layouts; the weights are zero but on the few hundred sampled
+    # anchors, so those are scattered straight into (1, 4A, H, W)
     labels = _unmap(labels, total_anchors, inds_inside, fill=-1)
     bbox_targets = _unmap(bbox_targets, total_anchors, inds_inside, fill=0)
     labels = np.ascontiguousarray(labels.reshape((1, height, width, A)).transpose(0, 3, 1, 2)
@@ -170,14 +177,10 @@ def anchor_target_layer(rpn_cls_score: Any, gt_boxes: Array, im_info: Any, feat_
     bbox_targets = np.ascontiguousarray(bbox_targets.reshape((1, height, width, A * 4)).transpose(0, 3, 1, 2))
     bbox_inside_weights = np.zeros((1, 4 * A, height, width), dtype=np.float32)
     bbox_outside_weights = np.zeros((1, 4 * A, height, width), dtype=np.float32)
-    inside_w = np.asarray(train.RPN_BBOX_INSIDE_WEIGHTS, dtype=np.float32).reshape(4)
-    for mask, outside_w in ((is_fg, positive_weight), (is_bg, negative_weight)):
-        i = inds_inside[mask]
-        h, w, a = i // (width * A), (i // A) % width, i % A
-        ch = 4 * a[:, None] + np.arange(4)
-        bbox_outside_weights[0, ch, h[:, None], w[:, None]] = outside_w
-        if mask is is_fg:
-            bbox_inside_weights[0, ch, h[:, None], w[:, None]] = inside_w
+    fg, bg = inds_inside[is_fg], inds_inside[is_bg]
+    _scatter_rows(bbox_inside_weights, fg, np.asarray(train.RPN_BBOX_INSIDE_WEIGHTS, dtype=np.float32), A)
+    _scatter_rows(bbox_outside_weights, fg, positive_weight, A)
+    _scatter_rows(bbox_outside_weights, bg, negative_weight, A)
     blobs = [bbox_targets, bbox_inside_weights, bbox_outside_weights]
     out = (labels, *blobs)
     if device is not None:

@@ -240,8 +240,10 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     assert sb['iter'] == 6
     for k in sa['model']:
         assert torch.equal(sa['model'][k], sb['model'][k]), k
-    for ha, hb in zip(sa['optimizer']['history'], sb['optimizer']['history']):
-        assert torch.equal(ha, hb)
+    assert sa['optimizer']['type'] == 'Adam' and sa['optimizer']['t'] == sb['optimizer']['t'] == 6
+    for key in ('history', 'history2'):  # Adam's first and second moments
+        for ha, hb in zip(sa['optimizer'][key], sb['optimizer'][key]):
+            assert torch.equal(ha, hb)
 
 
 def test_snapshot_contents_and_identical_detections(tmp_path):

@@ -155,6 +155,11 @@ def main(argv=None):
 
     data_layer = make_data_layer(roidb, imdb.num_classes, cfg, seed)
     max_iters = args.max_iters if args.max_iters is not None else int(solver['max_iter'])
+    if solver['lr_policy'] == 'poly' and max_iters > int(solver['max_iter']):
+        # Caffe's poly decays to 0 at the solver's max_iter, whatever --iters says
+        print('Warning: --iters {} is past the solver\'s max_iter {}: with lr_policy poly the learning rate is 0 '
+              'from iteration {} on; raise max_iter in {} instead'.format(max_iters, solver['max_iter'],
+                                                                        solver['max_iter'], args.solver))
     train_net(model, data_layer, output_dir, solver, cfg, imdb.classes, max_iters, imdb_name=imdb.name,
               resume=not args.fresh)
 

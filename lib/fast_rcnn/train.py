@@ -223,16 +223,13 @@ class CaffeAdam(CaffeSGD):
         self.t = int(state['t'])
 
 
-SOLVER_TYPES = {'SGD': CaffeSGD, 'Adam': CaffeAdam}
+SOLVER_TYPES = ('SGD', 'Adam')
 
 
 def make_optimizer(model: torch.nn.Module, solver: Dict[str, Any]) -> CaffeSGD:
-    """The solver's ``type`` (Caffe's SGD or Adam) over ``param_groups(model, solver)``."""
+    """The solver's ``type`` (Caffe's SGD or Adam; load_solver checked it) over ``param_groups(model, solver)``."""
     groups = param_groups(model, solver)
-    kind = solver.get('type', 'SGD')
-    if kind not in SOLVER_TYPES:
-        raise SolverError('solver type {!r} is not supported ({})'.format(kind, ', '.join(SOLVER_TYPES)))
-    if kind == 'Adam':
+    if solver.get('type', 'SGD') == 'Adam':
         return CaffeAdam(groups, solver['momentum'], solver['weight_decay'], solver['momentum2'], solver['delta'])
     return CaffeSGD(groups, solver['momentum'], solver['weight_decay'])
 

@@ -1,6 +1,6 @@
 """The convolutional bodies and fc heads of the original's networks, plus a small from-scratch CPU network.
 
-Each network is a ``NetDef``: ``features`` (image -> conv map at stride 16), ``head`` (pooled RoI features
+Each network is a ``NetDef``: ``features`` (image -> conv map at stride 16; TINY 8), ``head`` (pooled RoI features
 flattened -> fc7 features) and the facts the detector needs (channels, RoI pool size, RPN conv width, frozen
 layers, input convention). Layer names follow the original's prototxts (``conv1_1``, ``fc6`` ...), so Caffe-converted
 weights map by name.
@@ -24,7 +24,7 @@ from nets.layers import CaffeDropout, CaffeLRN, caffe_max_pool
 class NetDef:
     """A network's body and head with what the detector needs to know about them.
 
-    features: (1, 3, H, W) -> (1, feat_channels, ~H/16, ~W/16)
+    features: (1, 3, H, W) -> (1, feat_channels, ~H/feat_stride, ~W/feat_stride)
     head: (R, feat_channels * pooled_size**2) -> (R, head_dim)
     """
     name: str

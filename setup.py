@@ -3,7 +3,7 @@
 Always (CPU):
   utils.cython_bbox   Cython, lib/utils/bbox.pyx            bbox_overlaps
   nms.cpu_nms         Cython + C++, lib/nms/cpu_nms.pyx     exact, grid-pruned greedy NMS
-  roi_pooling._C      C++ torch extension                   RoI pooling forward/backward (CPU)
+  roi_pooling._C      C++ torch extension                   RoI pooling and RoIAlign forward/backward (CPU)
 With CUDA (WITH_CUDA=1, or unset and a GPU is visible; WITH_CUDA=0 turns it off):
   roi_pooling._C      the same module, CPU + CUDA kernels
   nms._gpu_nms        CUDA torch extension                  64-box bitmask NMS
@@ -139,8 +139,8 @@ def torch_extensions():
     except Exception as e:  # pragma: no cover
         say('torch is not importable (%s); RoI pooling will use torchvision' % e)
         return [], {}
-    roi_src = ['lib/roi_pooling/csrc/roi_pool.cpp']
-    roi_dep = ['lib/roi_pooling/csrc/roi_pool_cuda.h']
+    roi_src = ['lib/roi_pooling/csrc/roi_pool.cpp', 'lib/roi_pooling/csrc/roi_align.cpp']
+    roi_dep = ['lib/roi_pooling/csrc/roi_pool_cuda.h', 'lib/roi_pooling/csrc/roi_align.h']
     exts = []
     cuda = False
     if cuda_wanted(torch):

@@ -6,6 +6,8 @@
 
 Config order (later wins): defaults, --cfg, the solver.yml's cfg: block, --set. Without --iters, the solver's
 max_iter. Snapshots go to output/<EXP_DIR>/<imdb name>/; rerunning the same command resumes from the newest one.
+--nproc N trains data-parallel in N processes (torch.distributed: gloo on CPU, NCCL on GPUs) that share out each
+iteration's iter_size minibatches: the same training as one process, faster (a run may resume with another N).
 """
 import _init_paths  # noqa: F401
 
@@ -37,7 +39,11 @@ def parse_args(argv=None):
     parser.add_argument('--fresh', dest='fresh', action='store_true',
                         help='start over instead of resuming from the newest snapshot')
     parser.add_argument('--threads', dest='threads', type=int, default=None,
-                        help='CPU threads for torch (default: all cores)')
+                        help='CPU threads for torch, over all processes (default: all cores)')
+    parser.add_argument('--nproc', dest='nproc', type=int, default=1,
+                        help='data-parallel training processes (default 1, at most the solver\'s iter_size): the '
+                        'iter_size minibatches of an iteration are shared out and their gradients summed, so the '
+                        'result is that of one process; with --device cuda one GPU each (cuda:0 .. cuda:nproc-1)')
     parser.add_argument('--set', dest='set_cfgs', help='set config keys', default=None, nargs=argparse.REMAINDER)
     if argv is None and len(sys.argv) == 1:
         parser.print_help()
@@ -87,12 +93,10 @@ def make_data_layer(roidb, num_classes, cfg, seed):
 
 def main(argv=None):
     args = parse_args(argv)
-    from fast_rcnn.config import cfg, cfg_from_dict, cfg_from_file, cfg_from_list, get_output_dir
+    from fast_rcnn.config import cfg, cfg_from_dict, cfg_from_file, cfg_from_list, cfg_to_dict, get_output_dir
     from fast_rcnn.test import resolve_device
-    from fast_rcnn.train import filter_roidb, load_solver, train_net
+    from fast_rcnn.train import filter_roidb, load_solver
     from nets.backbones import build_net
-    from nets.faster_rcnn import FasterRCNN
-    from nets.weights import load_pretrained
 
     print('Called with args:')
     print(args)
@@ -109,8 +113,14 @@ def main(argv=None):
     cfg.DEVICE = str(device)
     if device.type == 'cuda':
         cfg.GPU_ID = device.index or 0
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if not 1 <= args.nproc <= int(solver['iter_size']):
+        sys.exit('train_net.py: --nproc must be between 1 and the solver\'s iter_size ({}), got {}: the processes '
+                 'share out the iter_size minibatches of an iteration'.format(solver['iter_size'], args.nproc))
+    if device.type == 'cuda' and args.nproc > 1 and torch.cuda.device_count() < args.nproc:
+        sys.exit('train_net.py: --nproc {} needs {} GPUs, this machine has {}'.format(
+            args.nproc, args.nproc, torch.cuda.device_count()))
+    threads = args.threads or torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // args.nproc))
     if not cfg.TRAIN.HAS_RPN or cfg.TRAIN.IMS_PER_BATCH != 1:
         sys.exit('train_net.py: end-to-end Faster R-CNN training needs TRAIN.HAS_RPN True and TRAIN.IMS_PER_BATCH 1; '
                  'pass --cfg experiments/cfgs/faster_rcnn_end2end.yml')
@@ -139,29 +149,74 @@ def main(argv=None):
     print('Output will be saved to `{:s}`'.format(output_dir))
     roidb = filter_roidb(roidb, cfg)
 
-    # (re)seed here: loading a dataset may or may not draw random numbers (e.g. when its cache is built), and the
-    # initial weights must not depend on that
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    model = FasterRCNN(solver['net'], imdb.num_classes, cfg)
-    model.rng = np.random.RandomState(seed)
-    if args.pretrained_model is not None:
-        info = load_pretrained(model, args.pretrained_model)
-        print('Loaded pretrained weights from {:s} ({}: {}; input convention {})'.format(
-            args.pretrained_model, info['source'], ', '.join(info['loaded']), info['input_mode']))
-    frozen = netdef.frozen if solver['frozen_layers'] is None else list(solver['frozen_layers'])
-    model.frozen_parameters(frozen)
-    model.to(device)
-
-    data_layer = make_data_layer(roidb, imdb.num_classes, cfg, seed)
     max_iters = args.max_iters if args.max_iters is not None else int(solver['max_iter'])
     if solver['lr_policy'] == 'poly' and max_iters > int(solver['max_iter']):
         # Caffe's poly decays to 0 at the solver's max_iter, whatever --iters says
         print('Warning: --iters {} is past the solver\'s max_iter {}: with lr_policy poly the learning rate is 0 '
               'from iteration {} on; raise max_iter in {} instead'.format(max_iters, solver['max_iter'],
                                                                         solver['max_iter'], args.solver))
-    train_net(model, data_layer, output_dir, solver, cfg, imdb.classes, max_iters, imdb_name=imdb.name,
-              resume=not args.fresh)
+    job = {'args': args, 'cfg': cfg_to_dict(cfg), 'solver': solver, 'roidb': roidb, 'classes': list(imdb.classes),
+           'imdb_name': imdb.name, 'output_dir': output_dir, 'seed': seed, 'max_iters': max_iters,
+           'frozen': netdef.frozen if solver['frozen_layers'] is None else list(solver['frozen_layers']),
+           'threads': torch.get_num_threads()}
+    if args.nproc == 1:
+        train_process(0, job)
+        return
+    import tempfile
+    import torch.multiprocessing as mp
+    print('Training in {:d} processes of {:d} thread(s) each'.format(args.nproc, torch.get_num_threads()),
+          flush=True)
+    with tempfile.TemporaryDirectory(prefix='train_net_') as tmp:
+        job['rendezvous'] = 'file://' + osp.join(tmp, 'rendezvous')
+        mp.spawn(train_process, args=(job,), nprocs=args.nproc, join=True)
+
+
+def train_process(rank, job):
+    """Build the model and the data layer and train: the whole run (rank 0 of 1), or one of --nproc processes."""
+    from fast_rcnn.config import cfg, cfg_from_dict
+    from fast_rcnn.train import train_net
+    from nets.faster_rcnn import FasterRCNN
+    from nets.weights import load_pretrained
+
+    args = job['args']
+    nproc = args.nproc
+    device = torch.device(job['cfg']['DEVICE'])
+    if nproc > 1:
+        import torch.distributed as dist
+        if rank > 0:  # process 0 prints for all
+            sys.stdout = open(os.devnull, 'w')
+        cfg_from_dict(job['cfg'])  # a spawned process starts from the defaults
+        torch.set_num_threads(job['threads'])
+        if device.type == 'cuda':
+            device = torch.device('cuda', rank)
+            torch.cuda.set_device(device)
+            cfg.DEVICE, cfg.GPU_ID = str(device), rank
+        elif sys.platform.startswith('linux'):
+            os.environ.setdefault('GLOO_SOCKET_IFNAME', 'lo')  # one machine: loopback, whatever the host name
+        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo', init_method=job['rendezvous'],
+                                rank=rank, world_size=nproc)
+    seed = job['seed']
+    # seeded here: loading a dataset may or may not draw random numbers (e.g. when its cache is built), and the
+    # initial weights must not depend on that
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    model = FasterRCNN(job['solver']['net'], len(job['classes']), cfg)
+    if args.pretrained_model is not None:
+        info = load_pretrained(model, args.pretrained_model)
+        print('Loaded pretrained weights from {:s} ({}: {}; input convention {})'.format(
+            args.pretrained_model, info['source'], ', '.join(info['loaded']), info['input_mode']))
+    model.frozen_parameters(job['frozen'])
+    model.to(device)
+    if nproc > 1:  # the same start everywhere, whatever each process's initialisation did
+        for t in list(model.parameters()) + list(model.buffers()):
+            dist.broadcast(t.data, 0)
+    data_layer = make_data_layer(job['roidb'], len(job['classes']), cfg, seed)
+    try:
+        train_net(model, data_layer, job['output_dir'], job['solver'], cfg, job['classes'], job['max_iters'],
+                  imdb_name=job['imdb_name'], resume=not args.fresh, seed=seed)
+    finally:
+        if nproc > 1:
+            dist.destroy_process_group()
 
 
 if __name__ == '__main__':

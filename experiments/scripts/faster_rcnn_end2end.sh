@@ -89,6 +89,15 @@ if [ "${NET}" != "TINY" ]; then
   WEIGHTS_ARGS="--weights ${WEIGHTS}"
 fi
 
+# Data-parallel processes (train_net.py --nproc: they share out each iteration's iter_size minibatches, the result
+# is the same). TINY's solver has iter_size 2: on a CPU with 2 or more cores, one process each. NPROC overrides.
+PROC_ARGS=""
+if [ -n "${NPROC}" ]; then
+  PROC_ARGS="--nproc ${NPROC}"
+elif [ "${NET}" = "TINY" ] && [ "${DEV}" = "cpu" ] && [ "$(nproc 2>/dev/null || echo 1)" -ge 2 ]; then
+  PROC_ARGS="--nproc 2"
+fi
+
 mkdir -p experiments/logs
 LOG="experiments/logs/faster_rcnn_end2end_${NET}_${EXTRA_ARGS_SLUG}.txt.`date +'%Y-%m-%d_%H-%M-%S'`"
 exec &> >(tee -a "$LOG")
@@ -99,6 +108,7 @@ time ${PYTHON} ./tools/train_net.py ${DEVICE_ARGS} \
   ${WEIGHTS_ARGS} \
   --imdb ${TRAIN_IMDB} \
   ${ITERS_ARGS} \
+  ${PROC_ARGS} \
   --cfg experiments/cfgs/faster_rcnn_end2end.yml \
   ${EXTRA_ARGS}
 

@@ -102,6 +102,8 @@ __C.TRAIN.RPN_GUARD_ZERO_OVERLAP = False
 __C.TEST = edict()
 __C.TEST.SCALES = (600,)
 __C.TEST.MAX_SIZE = 1000
+# Added, opt-in test-time augmentation: also detect on the mirrored image (im_detect; several TEST.SCALES too).
+__C.TEST.FLIP = False
 # Per-class detection NMS.
 __C.TEST.NMS = 0.3
 # Use raw cls_score instead of softmax probabilities.

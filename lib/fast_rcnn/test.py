@@ -92,27 +92,45 @@ def im_detect(net, im: np.ndarray, boxes: Optional[np.ndarray] = None, cfg=None)
     net: FasterRCNN in eval mode. im: (H, W, 3) BGR uint8. boxes: must be None (proposals come from the RPN).
     Returns scores (R, K) float32 softmax probabilities and pred_boxes (R, 4K) float32 class-specific boxes in
     the image's pixels, clipped to it (the proposals themselves, tiled, when TEST.BBOX_REG is off).
+
+    One pass at TEST.SCALES[0], as the original. Opt-in test-time augmentation (the original refused several
+    scales with an RPN): one pass per scale in TEST.SCALES, and with TEST.FLIP each also on the mirrored image;
+    the passes' detections are concatenated (R is their sum), for the per-class NMS to merge.
     """
     cfg = net.cfg if cfg is None else cfg
     if boxes is not None:
         raise ValueError('im_detect: this network makes its own proposals (TEST.HAS_RPN); pass boxes=None')
-    blob, scales = _get_image_blob(im, cfg)
-    if len(scales) != 1:
-        raise ValueError('im_detect: only single-scale testing is supported with an RPN (TEST.SCALES = {})'
-                         .format(cfg.TEST.SCALES))
+    passes = [(target, flip) for target in cfg.TEST.SCALES for flip in ((False, True) if cfg.TEST.FLIP
+                                                                         else (False,))]
+    outs = [_detect_pass(net, im, target, flip, cfg) for target, flip in passes]
+    if len(outs) == 1:
+        return outs[0]
+    return np.vstack([o[0] for o in outs]), np.vstack([o[1] for o in outs])
+
+
+def _detect_pass(net, im: np.ndarray, target: int, flip: bool, cfg) -> Tuple[np.ndarray, np.ndarray]:
+    """im_detect's outputs for one scale (shortest side ``target``), on the mirrored image when ``flip``, with the
+    boxes mapped back onto ``im``."""
+    src = np.ascontiguousarray(im[:, ::-1]) if flip else im
+    blob_im, scale = prep_im_for_blob(src, cfg.PIXEL_MEANS, target, cfg.TEST.MAX_SIZE)
+    blob = im_list_to_blob([blob_im])
     device = next(net.parameters()).device
-    im_info = np.array([[blob.shape[2], blob.shape[3], scales[0]]], dtype=np.float32)
+    im_info = np.array([[blob.shape[2], blob.shape[3], scale]], dtype=np.float32)
     with torch.no_grad():
         rois, cls_prob, bbox_pred = net(torch.from_numpy(blob).to(device), im_info)
     rois = rois.detach().cpu().numpy()
     scores = cls_prob.detach().cpu().numpy().astype(np.float32)
-    boxes = rois[:, 1:5] / scales[0]
+    boxes = rois[:, 1:5] / scale
     if cfg.TEST.BBOX_REG:
         deltas = bbox_pred.detach().cpu().numpy().astype(np.float32)
         pred_boxes = bbox_transform_inv(boxes.astype(np.float32), deltas)
         pred_boxes = clip_boxes(pred_boxes, im.shape)
     else:
         pred_boxes = np.tile(boxes, (1, scores.shape[1]))  # the proposals' dtype, as the original
+    if flip:  # x -> W - 1 - x, the "+1" convention's mirror (as the training flip)
+        x1 = pred_boxes[:, 0::4].copy()
+        pred_boxes[:, 0::4] = im.shape[1] - 1 - pred_boxes[:, 2::4]
+        pred_boxes[:, 2::4] = im.shape[1] - 1 - x1
     return scores, pred_boxes
 
 

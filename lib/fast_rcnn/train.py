@@ -254,6 +254,14 @@ def param_groups(model: torch.nn.Module, solver: Dict[str, Any]) -> List[Tuple[s
     return groups
 
 
+def process_group() -> Tuple[int, int]:
+    """(rank, number of processes) of the torch.distributed group this process trains in; (0, 1) outside one."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 # ----------------------------------------------------------------------------- RNG state (weights_only-safe)
 def get_rng_state(model_rng: Optional[np.random.RandomState] = None) -> Dict[str, Any]:
     def np_state(st):
@@ -382,11 +390,19 @@ class SolverWrapper:
         cfg: the run's configuration (stored in every snapshot).
         classes: the dataset's class names (stored in every snapshot).
         imdb_name: stored in snapshots.
+        seed: the run's seed (default cfg.RNG_SEED); the sampling in the target layers of minibatch m and torch's
+            RNG (dropout) are seeded from (seed, m), so they do not depend on how the minibatches were shared out.
+
+    In a process group (``--nproc N``, torch.distributed), the iter_size minibatches of an iteration are shared
+    out (minibatch j to process j % N) and the gradients summed over the processes (one all_reduce): the same
+    update as one process running them all. Process 0 prints and writes the snapshots.
     """
 
     def __init__(self, model, data_layer, output_dir: str, solver: Dict[str, Any], cfg, classes: Sequence[str],
-                 imdb_name: str = '') -> None:
+                 imdb_name: str = '', seed: Optional[int] = None) -> None:
         self.model = model
+        self.seed = int(cfg.RNG_SEED if seed is None else seed)
+        self.rank, self.nproc = process_group()
         self.data_layer = data_layer
         self.output_dir = output_dir
         self.solver = solver
@@ -403,7 +419,10 @@ class SolverWrapper:
 
     # -------------------------------------------------------------- snapshots
     def snapshot(self) -> str:
-        """Write output_dir/<prefix>[_<infix>]_iter_<N>.pth atomically; returns its path."""
+        """Write output_dir/<prefix>[_<infix>]_iter_<N>.pth atomically (process 0 only); returns its path."""
+        path = osp.join(self.output_dir, snapshot_name(self.solver, self.cfg, self.iter))
+        if self.rank != 0:
+            return path
         state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         raw = None
         if self.bbox_normalize:
@@ -425,11 +444,10 @@ class SolverWrapper:
             'bbox_pred_folded': raw is not None,
             'bbox_pred_raw': raw,
             'optimizer': self.optimizer.state_dict(),
-            'rng': get_rng_state(self.model.rng),
+            'rng': get_rng_state(),
             'data_layer': _plain(self.data_layer.state_dict()),
         }
         os.makedirs(self.output_dir, exist_ok=True)
-        path = osp.join(self.output_dir, snapshot_name(self.solver, self.cfg, self.iter))
         atomic_torch_save(snap, path)
         print('Wrote snapshot to: {:s}'.format(path), flush=True)
         return path
@@ -450,14 +468,18 @@ class SolverWrapper:
         self.model.load_state_dict(state)
         self.optimizer.load_state_dict(snap['optimizer'])
         self.iter = int(snap['iter'])
-        set_rng_state(snap['rng'], self.model.rng)
+        set_rng_state(snap['rng'])
         self.data_layer.load_state_dict(_unplain(snap['data_layer']))
 
     # -------------------------------------------------------------- training
     def train_model(self, max_iters: int) -> str:
         """Train up to iteration ``max_iters``; returns the path of the last snapshot."""
         s = self.solver
-        iter_size = int(s['iter_size'])
+        per_iter = int(s['iter_size'])
+        if self.nproc > per_iter:
+            raise ValueError('{} training processes but iter_size {}: each process needs at least one minibatch '
+                             'of an iteration (raise iter_size in the solver or lower --nproc)'.format(
+                                 self.nproc, per_iter))
         display = int(s['display'] or 0)
         smoothed: deque = deque(maxlen=max(1, int(s['average_loss'])))
         per_loss: Dict[str, deque] = {}
@@ -469,26 +491,31 @@ class SolverWrapper:
         while self.iter < max_iters:
             lr = learning_rate(s, self.iter)
             self.optimizer.zero_grad()
-            total = 0.0
-            parts: Dict[str, float] = {}
-            for _ in range(iter_size):
+            sums: Dict[str, torch.Tensor] = {}
+            for j in range(per_iter):
+                if j % self.nproc != self.rank:  # another process's minibatch
+                    self._skip_minibatch()
+                    continue
+                self._seed_minibatch(self.iter * per_iter + j)
                 blobs = self.data_layer.forward()
                 data = torch.from_numpy(np.ascontiguousarray(blobs['data'], dtype=np.float32)).to(self.device)
                 losses = self.model(data, blobs['im_info'], blobs['gt_boxes'])
-                loss = sum(losses.values())
-                loss.backward()
-                total += float(loss.detach()) / iter_size
+                sum(losses.values()).backward()
                 for k, v in losses.items():
-                    parts[k] = parts.get(k, 0.0) + float(v.detach()) / iter_size
+                    sums[k] = sums[k] + v.detach() if k in sums else v.detach()
+            if self.nproc > 1:
+                self._all_reduce(sums)
+            parts = {k: float(v) / per_iter for k, v in sums.items()}
+            total = sum(parts.values())
             if not math.isfinite(total):
                 raise FloatingPointError('iteration {}: the loss is {} (lr {:g}); lower base_lr or add warm-up'
                                          .format(self.iter, total, lr))
-            self.optimizer.step(lr, iter_size, float(s['clip_gradients']))
+            self.optimizer.step(lr, per_iter, float(s['clip_gradients']))
             smoothed.append(total)
             for k, v in parts.items():
                 per_loss.setdefault(k, deque(maxlen=smoothed.maxlen)).append(v)
             self.iter += 1
-            if display and (self.iter % display == 0 or self.iter == 1):
+            if display and self.rank == 0 and (self.iter % display == 0 or self.iter == 1):
                 now = time.time()
                 # seconds per iteration over the iterations since the last line (the first line: since start)
                 spi = (now - t_disp) / max(self.iter - it_disp, 1)
@@ -505,6 +532,38 @@ class SolverWrapper:
             last_path = self.snapshot()
         return last_path
 
+    def _seed_minibatch(self, m: int) -> None:
+        """The target layers' sampling and torch's RNG for minibatch m of the run."""
+        key = [self.seed & 0xFFFFFFFF, int(m)]
+        self.model.rng = np.random.RandomState(np.random.SeedSequence(key + [1]).generate_state(4))
+        torch.manual_seed(int(np.random.SeedSequence(key + [2]).generate_state(1, np.uint64)[0]))
+
+    def _skip_minibatch(self) -> None:
+        skip = getattr(self.data_layer, 'skip', None)
+        if skip is not None:
+            skip(1)
+        else:  # a data layer without skip(): draw and drop
+            self.data_layer.forward()
+
+    def _all_reduce(self, sums: Dict[str, torch.Tensor]) -> None:
+        """Sum the gradients and the losses over the process group, in one all_reduce."""
+        import torch.distributed as dist
+        params = [p for _, p, _, _ in self.optimizer.groups]
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        keys = sorted(sums)
+        flat = torch.cat([p.grad.reshape(-1) for p in params] +
+                         [torch.stack([sums[k] for k in keys]).to(params[0].grad)])
+        dist.all_reduce(flat)
+        off = 0
+        for p in params:
+            n = p.numel()
+            p.grad.copy_(flat[off:off + n].view_as(p))
+            off += n
+        for i, k in enumerate(keys):
+            sums[k] = flat[off + i]
+
 
 def _fmt_eta(sec: float) -> str:
     sec = int(round(sec))
@@ -514,26 +573,28 @@ def _fmt_eta(sec: float) -> str:
 
 
 def train_net(model, data_layer, output_dir: str, solver: Dict[str, Any], cfg, classes: Sequence[str],
-              max_iters: int, imdb_name: str = '', resume: bool = True) -> str:
+              max_iters: int, imdb_name: str = '', resume: bool = True, seed: Optional[int] = None) -> str:
     """Train ``model``; resume from the newest snapshot in ``output_dir`` unless ``resume`` is False (then earlier
     snapshots of this solver there are removed, so a later resume cannot pick them up). Returns the last snapshot's
-    path; the last line printed is ``Wrote snapshot to: PATH``."""
-    sw = SolverWrapper(model, data_layer, output_dir, solver, cfg, classes, imdb_name)
+    path; the last line printed is ``Wrote snapshot to: PATH``. In a process group every process calls it (see
+    SolverWrapper); process 0 prints and writes."""
+    sw = SolverWrapper(model, data_layer, output_dir, solver, cfg, classes, imdb_name, seed=seed)
+    say = print if sw.rank == 0 else (lambda *a, **k: None)
     snaps = find_snapshots(output_dir, solver, cfg)
     if resume and snaps:
         it, path = snaps[-1]
-        print('Resuming from {:s}'.format(path), flush=True)
+        say('Resuming from {:s}'.format(path), flush=True)
         sw.restore(path)
         if sw.iter >= max_iters:
-            print('Already trained to iteration {:d} (asked for {:d}); nothing to do'.format(sw.iter, max_iters))
-            print('Wrote snapshot to: {:s}'.format(path), flush=True)
+            say('Already trained to iteration {:d} (asked for {:d}); nothing to do'.format(sw.iter, max_iters))
+            say('Wrote snapshot to: {:s}'.format(path), flush=True)
             return path
-    elif not resume:
+    elif not resume and sw.rank == 0:
         for _, path in snaps:
             os.remove(path)
-            print('Removed earlier snapshot {:s} (--fresh)'.format(path))
-    print('Solving...', flush=True)
+            say('Removed earlier snapshot {:s} (--fresh)'.format(path))
+    say('Solving...', flush=True)
     last = sw.train_model(max_iters)
-    print('done solving', flush=True)
-    print('Wrote snapshot to: {:s}'.format(last), flush=True)
+    say('done solving', flush=True)
+    say('Wrote snapshot to: {:s}'.format(last), flush=True)
     return last

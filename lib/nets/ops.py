@@ -1,7 +1,8 @@
 """The layers the detector calls, gathered in one place: RPN layers, RoI pooling, losses.
 
 RoI pooling uses the project's ``roi_pooling.RoIPool`` (Caffe's algorithm, C++/CUDA) when it is built, else
-``torchvision.ops.RoIPool`` (the same algorithm on CPU). ``POOLING_MODE: align`` opts into RoIAlign.
+``torchvision.ops.RoIPool`` (the same algorithm on CPU). ``POOLING_MODE: align`` opts into RoIAlign
+(``roi_pooling.RoIAlign``: torchvision's semantics, 2x2 points per bin, our CPU kernels).
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ def make_roi_pool(pooled_size: int, spatial_scale: float, mode: str = 'pool') ->
             return RoIPool(pooled_size, pooled_size, spatial_scale)
         return torchvision.ops.RoIPool((pooled_size, pooled_size), spatial_scale)
     if mode == 'align':
-        return torchvision.ops.RoIAlign((pooled_size, pooled_size), spatial_scale, sampling_ratio=2,
-                                        aligned=False)
+        from roi_pooling import RoIAlign
+        return RoIAlign(pooled_size, pooled_size, spatial_scale, sampling_ratio=2, aligned=False)
     raise ValueError("POOLING_MODE must be 'pool' or 'align', got {!r}".format(mode))
 
 

@@ -161,6 +161,10 @@ class RoIDataLayer(object):
     def skip_to(self, iteration: int) -> None:
         self._schedule.skip_to(iteration)
 
+    def skip(self, n: int = 1) -> None:
+        """Pass over the next n minibatches without loading them (another training process takes them)."""
+        self._schedule.skip_to(self._schedule.iteration + int(n))
+
     def state_dict(self) -> Dict[str, int]:
         return self._schedule.state_dict()
 

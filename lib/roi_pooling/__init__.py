@@ -11,6 +11,10 @@ one warning says why; backend(device) tells which one runs.
 
     pool = RoIPool(7, 7, 1.0 / 16)
     out = pool(features, rois)   # features (N, C, H, W), rois (R, 5) [batch, x1, y1, x2, y2] -> (R, C, 7, 7)
+
+RoIAlign (``RoIAlign`` / ``roi_align``, opt-in with ``POOLING_MODE: align``) has torchvision.ops.roi_align's
+semantics; on the CPU our kernels run it (torchvision's CPU backward is single-threaded and ~8x slower), on a GPU and
+without the native build torchvision's does.
 """
 from typing import Optional, Union
 import warnings
@@ -19,7 +23,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ['RoIPool', 'roi_pool', 'backend']
+__all__ = ['RoIPool', 'roi_pool', 'RoIAlign', 'roi_align', 'backend']
 
 try:
     from roi_pooling import _C  # type: ignore[attr-defined]
@@ -168,3 +172,62 @@ class RoIPool(nn.Module):
     def extra_repr(self) -> str:
         return 'pooled_height=%d, pooled_width=%d, spatial_scale=%g' % (
             self.pooled_height, self.pooled_width, self.spatial_scale)
+
+
+class _RoIAlignFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, rois: torch.Tensor, pooled_height: int, pooled_width: int,
+                spatial_scale: float, sampling_ratio: int, aligned: bool) -> torch.Tensor:
+        ctx.save_for_backward(rois)
+        ctx.args = (tuple(features.shape), spatial_scale, sampling_ratio, aligned)
+        return _C.align_forward(features, rois, pooled_height, pooled_width, spatial_scale, sampling_ratio, aligned)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output: torch.Tensor):
+        rois, = ctx.saved_tensors
+        (n, _, h, w), spatial_scale, sampling_ratio, aligned = ctx.args
+        grad = _C.align_backward(grad_output, rois, n, h, w, spatial_scale, sampling_ratio, aligned)
+        return grad, None, None, None, None, None, None
+
+
+def roi_align(features: torch.Tensor, rois: torch.Tensor, pooled_height: int, pooled_width: int,
+              spatial_scale: float, sampling_ratio: int = 2, aligned: bool = False) -> torch.Tensor:
+    """RoIAlign with torchvision.ops.roi_align's semantics.
+
+    features: (N, C, H, W) float; rois: (R, 5) [batch index, x1, y1, x2, y2] in image pixels; sampling_ratio:
+    points per bin side (<= 0: ceil(RoI size / bins)); aligned: shift by half a cell (Detectron2's choice; False is
+    Mask R-CNN's original). Returns (R, C, pooled_height, pooled_width).
+    """
+    _check_args(features, rois)
+    if _C is None or features.device.type != 'cpu' or not hasattr(_C, 'align_forward'):
+        from torchvision.ops import roi_align as tv_roi_align
+        return tv_roi_align(features, rois.to(features.dtype), (int(pooled_height), int(pooled_width)),
+                            float(spatial_scale), int(sampling_ratio), bool(aligned))
+    out_dtype = features.dtype
+    if features.dtype not in (torch.float32, torch.float64):
+        features = features.float()
+    out = _RoIAlignFunction.apply(features, rois.to(features.dtype), int(pooled_height), int(pooled_width),
+                                  float(spatial_scale), int(sampling_ratio), bool(aligned))
+    return out.to(out_dtype)
+
+
+class RoIAlign(nn.Module):
+    """RoIAlign layer. forward(features (N, C, H, W), rois (R, 5)) -> (R, C, ph, pw)."""
+
+    def __init__(self, pooled_height: int, pooled_width: int, spatial_scale: float, sampling_ratio: int = 2,
+                 aligned: bool = False):
+        super().__init__()
+        self.pooled_height = int(pooled_height)
+        self.pooled_width = int(pooled_width)
+        self.spatial_scale = float(spatial_scale)
+        self.sampling_ratio = int(sampling_ratio)
+        self.aligned = bool(aligned)
+
+    def forward(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        return roi_align(features, rois, self.pooled_height, self.pooled_width, self.spatial_scale,
+                         self.sampling_ratio, self.aligned)
+
+    def extra_repr(self) -> str:
+        return 'pooled_height=%d, pooled_width=%d, spatial_scale=%g, sampling_ratio=%d, aligned=%s' % (
+            self.pooled_height, self.pooled_width, self.spatial_scale, self.sampling_ratio, self.aligned)

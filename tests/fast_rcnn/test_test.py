@@ -129,3 +129,29 @@ def test_apply_nms_hand_worked():
     out = apply_nms([[[], []], [dets, np.zeros((0, 5), np.float32)]], 0.3)
     assert out[0] == [[], []] and out[1][1] == []
     np.testing.assert_array_equal(out[1][0], dets[[0, 2]])
+
+
+def test_flip_and_scales_passes_map_back_onto_the_image():
+    """TEST.FLIP: the mirrored pass of the mirrored image is the plain pass (boxes mirrored back, x -> W - 1 - x);
+    several TEST.SCALES: one pass each, concatenated."""
+    m, c = _tiny_model()
+    im = (np.random.RandomState(3).rand(40, 60, 3) * 255).astype(np.uint8)
+    mirrored = np.ascontiguousarray(im[:, ::-1])
+    plain_scores, plain_boxes = im_detect(m, im, None, c)
+    c.TEST.FLIP = True
+    scores, boxes = im_detect(m, mirrored, None, c)
+    R = plain_scores.shape[0]
+    assert scores.shape[0] == boxes.shape[0] == R + R  # this image's pass, then the mirrored one
+    # the second pass saw `im` itself: the same scores, and boxes mirrored onto `mirrored`
+    np.testing.assert_array_equal(scores[R:], plain_scores)
+    np.testing.assert_allclose(boxes[R:, 0::4], 59 - plain_boxes[:, 2::4], atol=1e-4)
+    np.testing.assert_allclose(boxes[R:, 2::4], 59 - plain_boxes[:, 0::4], atol=1e-4)
+    np.testing.assert_allclose(boxes[R:, 1::4], plain_boxes[:, 1::4], atol=1e-4)
+    c.TEST.FLIP = False
+    c.TEST.SCALES = (64, 80)
+    scores2, boxes2 = im_detect(m, im, None, c)
+    c.TEST.SCALES = (80,)
+    s80, b80 = im_detect(m, im, None, c)
+    np.testing.assert_array_equal(scores2[:R], plain_scores)
+    np.testing.assert_array_equal(scores2[R:], s80)
+    np.testing.assert_array_equal(boxes2[R:], b80)

@@ -158,3 +158,41 @@ def test_vgg16_without_weights_is_refused_with_the_reason(tmp_path):
                     '--imdb', 'voc_2007_trainval', '--cfg', 'experiments/cfgs/faster_rcnn_end2end.yml'])
     assert rc != 0
     assert '--weights' in out and '--from-scratch' in out
+
+
+
+def test_nproc_2_computes_what_one_process_does_and_resumes(tmp_path):
+    """--nproc 2 shares each iteration's iter_size = 2 minibatches between two processes and sums their gradients:
+    bit for bit what one process computes (one thread each, so the same arithmetic), also when the killed run is
+    resumed by one process; more processes than iter_size is refused."""
+    import torch
+    folder = str(tmp_path / 'toyset')
+    _make_folder(folder, ['box', 'plate'], n_train=5)
+    solver = str(tmp_path / 'solver.yml')
+    with open(solver, 'w') as f:
+        f.write(SOLVER.replace('max_iter: 4', 'max_iter: 4\niter_size: 2'))
+
+    def train(exp, *extra):
+        return _run(['tools/train_net.py', '--solver', solver, '--imdb', folder + ':trainval',
+                     '--cfg', 'experiments/cfgs/faster_rcnn_end2end.yml'] + list(extra) +
+                    ['--set', 'ROOT_DIR', str(tmp_path), 'DATA_DIR', str(tmp_path / 'data'), 'EXP_DIR', exp])
+
+    rc, out = train('two', '--nproc', '2', '--threads', '2', '--iters', '2')  # "killed" after 2
+    assert rc == 0, out
+    assert 'Training in 2 processes of 1 thread(s) each' in out
+    assert out.count('Iteration 2, ') == 1  # one log, from process 0
+    assert out.strip().splitlines()[-1].endswith('cli_tiny_iter_2.pth')
+    rc, out = train('two', '--threads', '1')  # resumed by one process, to the solver's 4
+    assert rc == 0, out
+    assert 'Resuming from ' in out and 'Iteration 3, ' in out
+    rc, out = train('one', '--threads', '1')
+    assert rc == 0, out
+    rc, out = train('two_straight', '--nproc', '2', '--threads', '2')
+    assert rc == 0, out
+    a, b, c = (torch.load(osp.join(str(tmp_path), 'output', e, 'toyset_trainval', 'cli_tiny_iter_4.pth'),
+                          weights_only=True) for e in ('two', 'one', 'two_straight'))
+    assert a['iter'] == b['iter'] == c['iter'] == 4
+    for k in b['model']:
+        assert torch.equal(a['model'][k], b['model'][k]) and torch.equal(c['model'][k], b['model'][k]), k
+    rc, out = train('three', '--nproc', '3')
+    assert rc != 0 and "between 1 and the solver's iter_size (2)" in out

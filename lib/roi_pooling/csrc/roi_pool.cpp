@@ -19,6 +19,8 @@
 #include <tuple>
 #include <vector>
 
+#include "roi_align.h"
+
 #ifdef WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -356,9 +358,13 @@ bool has_cuda() {
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "RoI max pooling (Caffe semantics), CPU and optionally CUDA";
+  m.doc() = "RoI max pooling (Caffe semantics), CPU and optionally CUDA; RoIAlign on the CPU";
   m.def("forward", &roi_pool_forward, "RoI pooling forward -> (output, argmax, cuda_error)");
   m.def("backward", &roi_pool_backward, "RoI pooling backward -> (grad_features, cuda_error)");
+  m.def("align_forward", &frcnn_roi_align::forward_cpu,
+        "RoIAlign forward on the CPU (features, rois, ph, pw, spatial_scale, sampling_ratio, aligned) -> output");
+  m.def("align_backward", &frcnn_roi_align::backward_cpu,
+        "RoIAlign backward on the CPU (grad, rois, N, H, W, spatial_scale, sampling_ratio, aligned) -> grad_features");
   m.def("has_cuda", &has_cuda, "whether CUDA kernels were compiled in");
   m.attr("cuda_archs") = FRCNN_CUDA_ARCHS;
 }

@@ -3,7 +3,8 @@
 
 NMS: RPN-like proposals (jittered anchors of a 38x50 map, stride 16, clipped to 600x800, random scores, the top-N
 scored) at 2000/6000/12000 boxes, IoU 0.7. torchvision gets x2+1, y2+1 so that its IoU equals ours (+1 areas).
-RoI pooling: forward+backward, 7x7, features 1x512x38x50, spatial scale 1/16, 128/300/2000 proposal RoIs.
+RoI pooling and RoIAlign (2x2 points a bin; CPU): forward+backward, 7x7, features 1x512x38x50, spatial scale
+1/16, 128/300/2000 proposal RoIs.
 CPU always; CUDA too when a GPU and our CUDA build are there. Not a test: timings depend on the machine.
 
     .venv/bin/python tools/bench_ops.py [--threads N] [--repeat R] [--no-cuda]
@@ -101,11 +102,11 @@ def bench_nms(device: str, repeat: int) -> None:
             '(kept %d, same as torchvision: %s)' % (len(keep), same))
 
 
-def bench_roi_pool(device: str, repeat: int) -> None:
+def bench_roi(device: str, repeat: int, label: str, ours_op: Callable, tv_op: Callable) -> None:
+    """ours_op / tv_op: (features (1, 512, 38, 50), rois (R, 5)) -> pooled; forward + backward, VGG16's sizes."""
     g = torch.Generator().manual_seed(0)
     feats = torch.randn(1, 512, 38, 50, generator=g)
     props = rpn_proposals(2000, seed=1)
-    pool = roi_pooling.RoIPool(7, 7, 1.0 / 16)
     sync = device != 'cpu'
     for r in (128, 300, 2000):
         rois = torch.cat([torch.zeros(r, 1), torch.from_numpy(props[:r, :4])], 1).to(device)
@@ -115,21 +116,32 @@ def bench_roi_pool(device: str, repeat: int) -> None:
 
         def ours():
             f1.grad = None
-            pool(f1, rois).backward(grad)
+            ours_op(f1, rois).backward(grad)
 
         def tv():
             f2.grad = None
-            torchvision.ops.roi_pool(f2, rois, (7, 7), 1.0 / 16).backward(grad)
+            tv_op(f2, rois).backward(grad)
 
         ours()
         tv()
-        same = torch.equal(pool(f1, rois), torchvision.ops.roi_pool(f2, rois, (7, 7), 1.0 / 16))
+        same = torch.equal(ours_op(f1, rois), tv_op(f2, rois))
         if torch.equal(f1.grad, f2.grad):
             grad_note = 'same grad: True'
         else:  # on the GPU both scatter with atomicAdd, in no fixed order
             grad_note = 'grad max |diff| %.1e' % (f1.grad - f2.grad).abs().max().item()
-        row('RoIPool %s %4d RoIs fwd+bwd' % (device, r), timeit(ours, repeat, sync), timeit(tv, repeat, sync),
+        row('%s %s %4d RoIs fwd+bwd' % (label, device, r), timeit(ours, repeat, sync), timeit(tv, repeat, sync),
             '(same output: %s, %s)' % (same, grad_note))
+
+
+def bench_roi_pool(device: str, repeat: int) -> None:
+    bench_roi(device, repeat, 'RoIPool', roi_pooling.RoIPool(7, 7, 1.0 / 16),
+              lambda f, r: torchvision.ops.roi_pool(f, r, (7, 7), 1.0 / 16))
+
+
+def bench_roi_align(repeat: int) -> None:
+    """CPU only: on a GPU roi_pooling.roi_align is torchvision's."""
+    bench_roi('cpu', repeat, 'RoIAlign', roi_pooling.RoIAlign(7, 7, 1.0 / 16, 2, False),
+              lambda f, r: torchvision.ops.roi_align(f, r, (7, 7), 1.0 / 16, 2, False))
 
 
 def main() -> None:
@@ -145,6 +157,7 @@ def main() -> None:
              (', cuda=%s' % roi_pooling.backend('cuda')) if torch.cuda.is_available() else ''), flush=True)
     bench_nms('cpu', args.repeat)
     bench_roi_pool('cpu', args.repeat)
+    bench_roi_align(args.repeat)
     if args.no_cuda or not torch.cuda.is_available():
         print('CUDA: skipped (%s)' % ('--no-cuda' if args.no_cuda else 'no GPU visible'))
         return

@@ -9,7 +9,8 @@ with Caffe's SGD solver.
 - ``CaffeAdam``: Caffe's Adam (solver ``type: Adam``), with the same lr_mult / decay_mult / iter_size handling.
 - ``SolverWrapper``: the training loop with logging, snapshots (bbox_pred with the target normalisation folded
   in), and resuming that reproduces the uninterrupted run (model, optimizer history, iteration, RNG states and the
-  data layer's position are all in the snapshot).
+  data layer's position are all in the snapshot; the sampling of minibatch m is seeded from (seed, m)), alone or
+  in a torch.distributed group that shares out each iteration's minibatches (``train_net.py --nproc``).
 - ``get_training_roidb``, ``filter_roidb``, ``train_net``: as the original.
 """
 from __future__ import annotations
@@ -263,20 +264,18 @@ def process_group() -> Tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- RNG state (weights_only-safe)
-def get_rng_state(model_rng: Optional[np.random.RandomState] = None) -> Dict[str, Any]:
+def get_rng_state() -> Dict[str, Any]:
     def np_state(st):
         return {'keys': torch.from_numpy(st[1].astype(np.int64)), 'pos': int(st[2]), 'has_gauss': int(st[3]),
                 'cached_gaussian': float(st[4])}
     out = {'numpy': np_state(np.random.get_state()), 'torch': torch.get_rng_state(),
            'python': [list(x) if isinstance(x, tuple) else x for x in random.getstate()]}
-    if model_rng is not None:
-        out['model'] = np_state(model_rng.get_state())
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out['cuda'] = torch.cuda.get_rng_state_all()
     return out
 
 
-def set_rng_state(state: Dict[str, Any], model_rng: Optional[np.random.RandomState] = None) -> None:
+def set_rng_state(state: Dict[str, Any]) -> None:
     def np_state(d):
         return ('MT19937', d['keys'].numpy().astype(np.uint32), int(d['pos']), int(d['has_gauss']),
                 float(d['cached_gaussian']))
@@ -284,8 +283,6 @@ def set_rng_state(state: Dict[str, Any], model_rng: Optional[np.random.RandomSta
     torch.set_rng_state(state['torch'])
     py = state['python']
     random.setstate((py[0], tuple(py[1]), py[2]))
-    if model_rng is not None and 'model' in state:
-        model_rng.set_state(np_state(state['model']))
     if 'cuda' in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state['cuda'])
 

@@ -1,6 +1,6 @@
 """RoI pooling against the original Caffe layer's outputs (oracle) and torchvision.ops.roi_pool (an independent
 implementation of the same algorithm): forward, argmax, gradients, edge RoIs, gradcheck; CUDA tests skip without a
-GPU."""
+GPU. The module and bad-input checks also for RoIAlign (its own tests: test_roi_align.py)."""
 import os.path as osp
 import warnings
 
@@ -10,7 +10,7 @@ import torch
 import torchvision
 
 import roi_pooling
-from roi_pooling import RoIPool, backend, roi_pool
+from roi_pooling import RoIAlign, RoIPool, backend, roi_align, roi_pool
 
 CUDA = torch.cuda.is_available() and roi_pooling._C is not None and roi_pooling._C.has_cuda()
 needs_cuda = pytest.mark.skipif(not CUDA, reason='needs a GPU and the CUDA build (WITH_CUDA=1 make setup)')
@@ -115,8 +115,8 @@ def test_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda f: roi_pool(f, rois, 3, 2, SCALE), (feats,), eps=1e-6, atol=1e-8)
 
 
-def test_module_and_shapes():
-    pool = RoIPool(7, 7, SCALE)
+@pytest.mark.parametrize('pool', [RoIPool(7, 7, SCALE), RoIAlign(7, 7, SCALE)], ids=['RoIPool', 'RoIAlign'])
+def test_module_and_shapes(pool):
     assert 'pooled_height=7' in repr(pool)
     feats = torch.randn(1, 4, 8, 8)
     assert pool(feats, torch.zeros((0, 5))).shape == (0, 4, 7, 7)
@@ -124,14 +124,15 @@ def test_module_and_shapes():
     assert out.dtype == torch.float16 and out.shape == (1, 4, 7, 7)
 
 
-def test_bad_input_is_refused():
+@pytest.mark.parametrize('op', [roi_pool, roi_align])
+def test_bad_input_is_refused(op):
     feats = torch.randn(1, 2, 5, 5)
     with pytest.raises(ValueError, match='rois must be'):
-        roi_pool(feats, torch.zeros(3, 4), 2, 2, 1.0)
+        op(feats, torch.zeros(3, 4), 2, 2, 1.0)
     with pytest.raises(ValueError, match='features must be'):
-        roi_pool(feats[0], torch.zeros(3, 5), 2, 2, 1.0)
+        op(feats[0], torch.zeros(3, 5), 2, 2, 1.0)
     with pytest.raises(ValueError, match='batch indices'):
-        roi_pool(feats, torch.tensor([[1, 0, 0, 3, 3.]]), 2, 2, 1.0)
+        op(feats, torch.tensor([[1, 0, 0, 3, 3.]]), 2, 2, 1.0)
 
 
 def test_fallback_to_torchvision_warns_once(monkeypatch):

@@ -6,6 +6,8 @@
 
 Stages: data (minibatch: read, resize, blob), backbone, rpn (head + softmax), proposal (proposal layer),
 targets (anchor target + proposal target layers), head (RoI pooling + fc + heads), loss, backward (+ SGD step).
+A training iteration here is one minibatch (a solver with iter_size n runs n of them an iteration); a test image
+is one pass at TEST.SCALES[0] (test-time augmentation runs one per scale, and per flip).
 The random weights make no difference to the time of any stage except the proposal layer's NMS (which sees
 random scores, a fair worst case). Not a test: it prints a table.
 """
@@ -124,14 +126,15 @@ def bench(net_name, args, tmpdir):
     for it in range(args.repeat + 1):
         t = {}
         t0 = time.perf_counter()
-        from fast_rcnn.test import _get_image_blob
+        from utils.blob import im_list_to_blob, prep_im_for_blob
         img = cv2.imread(path)
-        blob, scales = _get_image_blob(img, c)
+        blob_im, scale = prep_im_for_blob(img, c.PIXEL_MEANS, c.TEST.SCALES[0], c.TEST.MAX_SIZE)
+        blob = im_list_to_blob([blob_im])
         data = torch.from_numpy(blob).to(device)
         sync()
         t['data'] = time.perf_counter() - t0
         with torch.no_grad():
-            model(data, np.array([[blob.shape[2], blob.shape[3], scales[0]]], np.float32), timers=t)
+            model(data, np.array([[blob.shape[2], blob.shape[3], scale]], np.float32), timers=t)
         if it > 0:
             test_rows.append(t)
     shape = tuple(blobs['data'].shape[2:])

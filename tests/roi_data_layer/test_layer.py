@@ -116,6 +116,10 @@ def test_resume_is_bit_identical(roidb, cfg_copy):
     skipped = RoIDataLayer(roidb, 3, cfg, seed=7)
     skipped.skip_to(9)
     _same(skipped.forward(), full[9])
+    shared = RoIDataLayer(roidb, 3, cfg, seed=7)  # as one of two training processes: every other minibatch
+    for i in range(0, 12, 2):
+        shared.skip(1)
+        _same(shared.forward(), full[i + 1])
 
 
 def test_dataloader_workers_match_single_process(roidb, cfg_copy):

@@ -137,8 +137,7 @@ def bench(net_name, args, tmpdir):
             model(data, np.array([[blob.shape[2], blob.shape[3], scale]], np.float32), timers=t)
         if it > 0:
             test_rows.append(t)
-    shape = tuple(blobs['data'].shape[2:])
-    return shape, train_rows, test_rows, c
+    return (tuple(blobs['data'].shape[2:]), tuple(blob.shape[2:])), train_rows, test_rows, c
 
 
 def report(name, shape, rows, kind):
@@ -161,13 +160,13 @@ def main(argv=None):
     print('torch {} on {} ({} threads)'.format(torch.__version__, args.device, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.nets:
-            shape, train_rows, test_rows, c = bench(name.upper(), args, tmp)
+            (train_shape, test_shape), train_rows, test_rows, c = bench(name.upper(), args, tmp)
             print('=' * 70)
             print('{}: TRAIN pre/post NMS {}/{}, BATCH_SIZE {}; TEST pre/post {}/{}'.format(
                 name, c.TRAIN.RPN_PRE_NMS_TOP_N, c.TRAIN.RPN_POST_NMS_TOP_N, c.TRAIN.BATCH_SIZE,
                 c.TEST.RPN_PRE_NMS_TOP_N, c.TEST.RPN_POST_NMS_TOP_N))
-            report(name, shape, train_rows, 'train')
-            report(name, shape, test_rows, 'test')
+            report(name, train_shape, train_rows, 'train')
+            report(name, test_shape, test_rows, 'test')
 
 
 if __name__ == '__main__':

@@ -76,16 +76,6 @@ def load_detector(path: str, cfg_files: Sequence[str] = (), set_cfgs: Sequence[s
     return model, c, list(snap['classes'])
 
 
-def _get_image_blob(im: np.ndarray, cfg) -> Tuple[np.ndarray, np.ndarray]:
-    """BGR image -> (blob (N, 3, H, W) for the TEST.SCALES, scale factors (N,))."""
-    ims, scales = [], []
-    for target in cfg.TEST.SCALES:
-        blob_im, s = prep_im_for_blob(im, cfg.PIXEL_MEANS, target, cfg.TEST.MAX_SIZE)
-        ims.append(blob_im)
-        scales.append(s)
-    return im_list_to_blob(ims), np.array(scales)
-
-
 def im_detect(net, im: np.ndarray, boxes: Optional[np.ndarray] = None, cfg=None) -> Tuple[np.ndarray, np.ndarray]:
     """Detect object classes in an image.
 

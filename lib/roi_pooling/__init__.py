@@ -13,7 +13,7 @@ one warning says why; backend(device) tells which one runs.
     out = pool(features, rois)   # features (N, C, H, W), rois (R, 5) [batch, x1, y1, x2, y2] -> (R, C, 7, 7)
 
 RoIAlign (``RoIAlign`` / ``roi_align``, opt-in with ``POOLING_MODE: align``) has torchvision.ops.roi_align's
-semantics; on the CPU our kernels run it (torchvision's CPU backward is single-threaded and ~8x slower), on a GPU and
+semantics; on the CPU our kernels run it (torchvision's CPU forward + backward is ~6x slower), on a GPU and
 without the native build torchvision's does.
 """
 from typing import Optional, Union

@@ -140,7 +140,7 @@ at::Tensor forward_cpu(const at::Tensor& features_in, const at::Tensor& rois_in,
   TORCH_CHECK(features_in.scalar_type() == rois_in.scalar_type(), "roi_align: features and rois dtypes differ");
   const auto rois = rois_in.contiguous();
   const int64_t R = rois.size(0), C = features_in.size(1), H = features_in.size(2), W = features_in.size(3);
-  auto out = at::zeros({R, C, ph, pw}, features_in.options());
+  auto out = at::empty({R, C, ph, pw}, features_in.options());  // every value is written
   if (out.numel() == 0) return out;
   // channels last, so that each sampling point reads C contiguous values (one vectorised loop per point)
   const auto nhwc = features_in.permute({0, 2, 3, 1}).contiguous();

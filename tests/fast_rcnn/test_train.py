@@ -218,7 +218,8 @@ def test_short_training_run_loss_falls(tmp_path):
         losses.append(float(sum(out.values()).detach()))
         return out
     m.forward = spy
-    sw.train_model(40)
+    # 80 iterations: in the first ~40 the box loss grows while the RPN starts proposing foreground RoIs
+    sw.train_model(80)
     assert np.mean(losses[-8:]) < 0.7 * np.mean(losses[:8]), losses
 
 

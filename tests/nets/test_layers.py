@@ -41,6 +41,20 @@ def test_tiny_is_stride_8_with_context_from_stride_32():
         FasterRCNN('TINY', 3, c)
 
 
+def test_tiny_head_normalises_each_roi_on_its_own():
+    head = build_net('TINY').head
+    x = torch.randn(5, 64 * 7 * 7, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    out = head(x)
+    assert out.shape == (5, 256)
+    # a RoI's features do not depend on the other RoIs of the minibatch (unlike BatchNorm)
+    for i in range(5):
+        torch.testing.assert_close(head(x[i:i + 1])[0], out[i])
+    # fc6 then LayerNorm: every RoI's 256 values have mean 0 and variance 1 before the ReLU (weight 1, bias 0)
+    pre = head.norm6(head.fc6(x))
+    torch.testing.assert_close(pre.mean(1), torch.zeros(5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(pre.var(1, unbiased=False), torch.ones(5), atol=1e-3, rtol=0)
+
+
 def test_known_networks():
     assert set(list_nets()) >= {'VGG16', 'ZF', 'VGG_CNN_M_1024', 'TINY'}
     with pytest.raises(ValueError, match='unknown network'):

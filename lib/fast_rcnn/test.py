@@ -70,7 +70,11 @@ def load_detector(path: str, cfg_files: Sequence[str] = (), set_cfgs: Sequence[s
     device = torch.device(device)
     c.DEVICE = str(device)
     model = FasterRCNN(snap['net'], int(snap['num_classes']), c)
-    model.load_state_dict(snap['model'])
+    try:
+        model.load_state_dict(snap['model'])
+    except RuntimeError as e:  # e.g. a snapshot of an older version of the network's layers
+        raise RuntimeError('{}: its weights do not fit the {} network of this version ({}); retrain it'.format(
+            path, snap['net'], str(e).strip())) from None
     model.to(device).eval()
     model.name = osp.splitext(osp.basename(path))[0]
     return model, c, list(snap['classes'])

@@ -269,6 +269,13 @@ def test_snapshot_contents_and_identical_detections(tmp_path):
     stds = torch.tensor(np.tile(c.TRAIN.BBOX_NORMALIZE_STDS, 3), dtype=torch.float32)
     means = torch.tensor(np.tile(c.TRAIN.BBOX_NORMALIZE_MEANS, 3), dtype=torch.float32)
     torch.testing.assert_close(d2, d1 * stds + means, rtol=1e-5, atol=1e-6)
+    # weights of an older version of the network (here: TINY's head without its LayerNorm): the file is named
+    del snap['model']['head.norm6.weight']
+    old = str(tmp_path / 'old.pth')
+    torch.save(snap, old)
+    with pytest.raises(RuntimeError, match=r'(?s)old\.pth: its weights do not fit the TINY network.*'
+                                           r'head\.norm6\.weight'):
+        load_detector(old)
 
 
 def test_fresh_removes_old_snapshots(tmp_path):

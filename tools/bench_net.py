@@ -6,8 +6,9 @@
 
 Stages: data (minibatch: read, resize, blob), backbone, rpn (head + softmax), proposal (proposal layer),
 targets (anchor target + proposal target layers), head (RoI pooling + fc + heads), loss, backward (+ SGD step).
-A training iteration here is one minibatch (a solver with iter_size n runs n of them an iteration); a test image
-is one pass at TEST.SCALES[0] (test-time augmentation runs one per scale, and per flip).
+A training iteration here is one minibatch (a solver with iter_size n runs n of them an iteration) at the middle
+of TRAIN.SCALES (a solver with several draws one per image); a test image is one pass at TEST.SCALES[0]
+(test-time augmentation runs one per scale, and per flip).
 The random weights make no difference to the time of any stage except the proposal layer's NMS (which sees
 random scores, a fair worst case). Not a test: it prints a table.
 """
@@ -54,6 +55,8 @@ def make_cfg(solver_path):
     solver = load_solver(osp.join(c.ROOT_DIR, solver_path))
     if solver['cfg']:
         cfg_from_dict(solver['cfg'], c)
+    # one training scale, so that repeats (and runs) time the same input: the middle of TRAIN.SCALES
+    c.TRAIN.SCALES = (c.TRAIN.SCALES[len(c.TRAIN.SCALES) // 2],)
     return c, solver
 
 

@@ -14,6 +14,7 @@ Keys added beyond the original (each keeps the original's behaviour by default):
 - ``ANCHOR_SCALES``, ``ANCHOR_RATIOS``, ``FEAT_STRIDE``: the anchor set, which the original kept in prototxt
   ``param_str`` strings (COCO nets use scales (4, 8, 16, 32)).
 - ``POOLING_MODE``: ``'pool'`` (Caffe RoI max pooling, the original) or ``'align'`` (RoIAlign, opt-in).
+- ``TRAIN.OHEM``: online hard example mining for the Fast R-CNN head (opt-in).
 - ``TRAIN.RPN_GUARD_ZERO_OVERLAP``: when True, a ground-truth box that overlaps no inside anchor no longer makes
   every zero-overlap anchor foreground (the original's quirk, kept by default).
 - ``DEVICE``: ``'cpu'``, ``'cuda'`` or ``'cuda:N'``; the original's ``GPU_ID``/``USE_GPU_NMS`` still exist.
@@ -46,6 +47,9 @@ __C.TRAIN.IMS_PER_BATCH = 2
 __C.TRAIN.BATCH_SIZE = 128
 # Fraction of the minibatch that is foreground (round(0.25 * 128) = 32).
 __C.TRAIN.FG_FRACTION = 0.25
+# Online hard example mining (opt-in, not in the original): instead of sampling BATCH_SIZE RoIs at FG_FRACTION,
+# score every candidate RoI with a read-only pass of the head and train on the BATCH_SIZE of highest loss.
+__C.TRAIN.OHEM = False
 # IoU >= FG_THRESH makes a RoI foreground.
 __C.TRAIN.FG_THRESH = 0.5
 # A RoI is background when its IoU lies in [LO, HI).

@@ -126,7 +126,11 @@ def learning_rate(solver: Dict[str, Any], it: int) -> float:
 
 
 class CaffeSGD:
-    """Caffe's SGDSolver update over (param, lr_mult, decay_mult) triples."""
+    """Caffe's SGDSolver update over (param, lr_mult, decay_mult) triples.
+
+    The update runs as multi-tensor (``torch._foreach_*``) operations over the parameters that share an
+    (lr_mult, decay_mult) pair: a handful of calls an iteration instead of ~10 per parameter tensor.
+    """
 
     type = 'SGD'
 
@@ -136,27 +140,36 @@ class CaffeSGD:
         self.momentum = float(momentum)
         self.weight_decay = float(weight_decay)
         self.history = [torch.zeros_like(p, memory_format=torch.preserve_format) for _, p, _, _ in self.groups]
+        # indices of the parameters of each (lr_mult, decay_mult) pair, in order of first appearance
+        self._mults: Dict[Tuple[float, float], List[int]] = {}
+        for i, (_, _, lr_mult, decay_mult) in enumerate(self.groups):
+            self._mults.setdefault((float(lr_mult), float(decay_mult)), []).append(i)
 
-    def _clipped_grads(self, clip_gradients: float) -> List[torch.Tensor]:
-        """The gradients, scaled down together to global L2 norm ``clip_gradients`` when above it (Caffe)."""
+    def _scaled_grads(self, iter_size: int, clip_gradients: float) -> List[torch.Tensor]:
+        """The gradients after Caffe's ClipGradients (the summed gradients scaled down together to global L2 norm
+        ``clip_gradients`` when above it) and Normalize (/ iter_size), scaled in place in one pass."""
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for _, p, _, _ in self.groups]
-        if clip_gradients > 0:
-            norm = math.sqrt(sum(float((g.double() ** 2).sum()) for g in grads))
+        scale = 1.0 / iter_size
+        if clip_gradients > 0 and grads:
+            norm = float(torch.stack(torch._foreach_norm(grads)).double().norm())
             if norm > clip_gradients:
-                for g in grads:
-                    g.mul_(clip_gradients / norm)
+                scale *= clip_gradients / norm
+        if scale != 1.0:
+            torch._foreach_mul_(grads, scale)
         return grads
 
     @torch.no_grad()
     def step(self, lr: float, iter_size: int = 1, clip_gradients: float = -1.0) -> None:
-        grads = self._clipped_grads(clip_gradients)
-        for (name, p, lr_mult, decay_mult), g, h in zip(self.groups, grads, self.history):
-            if iter_size > 1:
-                g = g / iter_size
-            if self.weight_decay * decay_mult != 0.0:
-                g = g.add(p, alpha=self.weight_decay * decay_mult)
-            h.mul_(self.momentum).add_(g, alpha=lr * lr_mult)
-            p.sub_(h)
+        grads = self._scaled_grads(iter_size, clip_gradients)
+        for (lr_mult, decay_mult), idx in self._mults.items():
+            params = [self.groups[i][1] for i in idx]
+            diffs = [grads[i] for i in idx]
+            if self.weight_decay * decay_mult != 0.0:  # Caffe's Regularize: diff += decay * w
+                torch._foreach_add_(diffs, params, alpha=self.weight_decay * decay_mult)
+            hist = [self.history[i] for i in idx]
+            torch._foreach_mul_(hist, self.momentum)
+            torch._foreach_add_(hist, diffs, alpha=lr * lr_mult)
+            torch._foreach_sub_(params, hist)
 
     def zero_grad(self) -> None:
         for _, p, _, _ in self.groups:
@@ -199,17 +212,19 @@ class CaffeAdam(CaffeSGD):
 
     @torch.no_grad()
     def step(self, lr: float, iter_size: int = 1, clip_gradients: float = -1.0) -> None:
-        grads = self._clipped_grads(clip_gradients)
+        grads = self._scaled_grads(iter_size, clip_gradients)
         self.t += 1
-        correction = math.sqrt(1.0 - self.momentum2 ** self.t) / (1.0 - self.momentum ** self.t)
-        for (name, p, lr_mult, decay_mult), g, m, v in zip(self.groups, grads, self.history, self.history2):
-            if iter_size > 1:
-                g = g / iter_size
-            if self.weight_decay * decay_mult != 0.0:
-                g = g.add(p, alpha=self.weight_decay * decay_mult)
-            m.mul_(self.momentum).add_(g, alpha=1.0 - self.momentum)
-            v.mul_(self.momentum2).addcmul_(g, g, value=1.0 - self.momentum2)
-            p.addcdiv_(m, v.sqrt().add_(self.delta), value=-lr * lr_mult * correction)
+        # torch's fused Adam kernel (one pass over each tensor) computes
+        #   w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps),
+        # Caffe's update with eps = delta / sqrt(1 - b2^t); weight decay is added to the gradient in both.
+        step = [torch.tensor(float(self.t), device=self.history[0].device)] if self.groups else []
+        eps = self.delta / math.sqrt(1.0 - self.momentum2 ** self.t)
+        for (lr_mult, decay_mult), idx in self._mults.items():
+            torch._fused_adam_([self.groups[i][1] for i in idx], [grads[i] for i in idx],
+                               [self.history[i] for i in idx], [self.history2[i] for i in idx], [],
+                               step * len(idx), lr=lr * lr_mult, beta1=self.momentum, beta2=self.momentum2,
+                               weight_decay=self.weight_decay * decay_mult, eps=eps, amsgrad=False,
+                               maximize=False)
 
     def state_dict(self) -> Dict[str, Any]:
         out = super().state_dict()

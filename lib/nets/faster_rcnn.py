@@ -30,6 +30,8 @@ from nets import ops
 
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)
 TORCHVISION_STD = (0.229, 0.224, 0.225)
+# TRAIN.OHEM's NMS over the RoIs ranked by loss (the OHEM paper's value)
+OHEM_NMS_THRESH = 0.7
 
 
 class _Timers:
@@ -143,13 +145,19 @@ class FasterRCNN(nn.Module):
         im_info_np = im_info.detach().cpu().numpy() if torch.is_tensor(im_info) else np.asarray(im_info)
         im_info_np = im_info_np.reshape(-1, 3).astype(np.float32)
 
-        feat = self.features(self._convert_input(data))
+        x = self._convert_input(data)
+        if x.device.type == 'cpu':
+            # oneDNN's CPU convolutions run channels last without reordering their input and output at each
+            # layer (tools/bench_net.py: a TINY training minibatch ~12% shorter, a VGG16 test image ~25%); the
+            # maps below stay channels last
+            x = x.contiguous(memory_format=torch.channels_last)
+        feat = self.features(x)
         tm.lap('backbone')
 
         A = self.num_anchors
         rpn = F.relu(self.rpn_conv(feat), inplace=True)
-        rpn_cls_score = self.rpn_cls_score(rpn)                       # (1, 2A, H, W)
-        rpn_bbox_pred = self.rpn_bbox_pred(rpn)                       # (1, 4A, H, W)
+        rpn_cls_score = self.rpn_cls_score(rpn).contiguous()          # (1, 2A, H, W), for rpn_softmax's views
+        rpn_bbox_pred = self.rpn_bbox_pred(rpn).contiguous()          # (1, 4A, H, W)
         _, _, H, W = rpn_cls_score.shape
         rpn_cls_score_reshape, rpn_cls_prob_reshape = rpn_softmax(rpn_cls_score)
         tm.lap('rpn')
@@ -170,8 +178,9 @@ class FasterRCNN(nn.Module):
             labels, bt, biw, bow = ops.anchor_target_layer(np.empty((1, 1, H, W), np.float32), gt_np,
                                                            im_info_np, self.feat_stride, self.anchor_scales, cfg,
                                                            **kw)
+            ohem = bool(cfg.TRAIN.get('OHEM', False))
             rois_np, roi_labels, roi_targets, roi_iw, roi_ow = ops.proposal_target_layer(
-                rois_np, gt_np, self.num_classes, cfg, **kw)
+                rois_np, gt_np, self.num_classes, cfg, sample=not ohem, **kw)
             tm.lap('targets')
             rpn_labels = torch.from_numpy(np.ascontiguousarray(labels)).to(device).long().view(1, A * H, W)
             losses['rpn_loss_cls'] = ops.softmax_loss_ignore(rpn_cls_score_reshape, rpn_labels)
@@ -181,23 +190,48 @@ class FasterRCNN(nn.Module):
             tm.lap('loss')
 
         rois = torch.from_numpy(np.ascontiguousarray(rois_np, dtype=np.float32)).to(device)
-        pooled = self.roi_pool(feat, rois)
-        fc7 = self.head(pooled.flatten(1))
-        cls_score = self.cls_score(fc7)
-        bbox_pred = self.bbox_pred(fc7)
-        tm.lap('head')
-
         if not self.training:
+            cls_score, bbox_pred = self._head(feat, rois)
+            tm.lap('head')
             return rois, F.softmax(cls_score, dim=1), bbox_pred
 
         labels_t = torch.from_numpy(np.ascontiguousarray(roi_labels)).to(device).long().view(-1)
+        targets = [torch.from_numpy(np.ascontiguousarray(x)).to(device).float() for x in (roi_targets, roi_iw, roi_ow)]
+        if ohem:
+            keep = self._hardest_rois(feat, rois, labels_t, *targets, int(cfg.TRAIN.BATCH_SIZE))
+            rois, labels_t, targets = rois[keep], labels_t[keep], [t[keep] for t in targets]
+        cls_score, bbox_pred = self._head(feat, rois)
+        tm.lap('head')
         losses['loss_cls'] = F.cross_entropy(cls_score, labels_t)
-        losses['loss_bbox'] = ops.smooth_l1_loss(
-            bbox_pred, *(torch.from_numpy(np.ascontiguousarray(x)).to(device).float()
-                         for x in (roi_targets, roi_iw, roi_ow)), sigma=1.0)
+        losses['loss_bbox'] = ops.smooth_l1_loss(bbox_pred, *targets, sigma=1.0)
         tm.lap('loss')
         return losses
 
+    def _head(self, feat: torch.Tensor, rois: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """RoI pooling, the fc head, cls_score and bbox_pred: rois (R, 5) -> ((R, K), (R, 4K))."""
+        fc7 = self.head(self.roi_pool(feat, rois).flatten(1))
+        return self.cls_score(fc7), self.bbox_pred(fc7)
+
+    @torch.no_grad()
+    def _hardest_rois(self, feat: torch.Tensor, rois: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor,
+                      inside_weights: torch.Tensor, outside_weights: torch.Tensor, n: int) -> torch.Tensor:
+        """Online hard example mining (Shrivastava, Gupta, Girshick, CVPR 2016), TRAIN.OHEM: the indices of up to
+        ``n`` RoIs of highest loss (softmax loss + smooth L1, sigma 1) under a read-only pass of the head (eval
+        mode: no dropout), hardest first. As in the paper, NMS at IoU 0.7 over the RoIs ranked by loss drops a RoI
+        that mostly repeats a harder one, so the batch is not a few objects' many near-copies."""
+        was_training = self.head.training
+        self.head.eval()
+        try:
+            cls_score, bbox_pred = self._head(feat.detach(), rois)
+        finally:
+            self.head.train(was_training)
+        loss = F.cross_entropy(cls_score, labels, reduction='none')
+        diff = inside_weights * (bbox_pred - targets)
+        loss += (outside_weights * torch.where(diff.abs() < 1.0, 0.5 * diff * diff, diff.abs() - 0.5)).sum(1)
+        from fast_rcnn.nms_wrapper import nms
+        order = torch.argsort(loss, descending=True, stable=True)
+        kept = nms(torch.cat((rois[order, 1:5], loss[order, None]), 1).float(), OHEM_NMS_THRESH)
+        return order[kept[:n].to(order.device)]
 
 def rpn_softmax(rpn_cls_score: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """The original's RPN score reshapes: (1, 2A, H, W) -> rpn_cls_score_reshape (1, 2, A*H, W) (Caffe Reshape

@@ -43,7 +43,7 @@ def _numpy(x: Any) -> np.ndarray:
 
 
 def proposal_target_layer(rpn_rois: Array, gt_boxes: Array, num_classes: int, cfg: Optional[Any] = None,
-                          rng: Any = None) -> Tuple[Array, Array, Array, Array, Array]:
+                          rng: Any = None, sample: bool = True) -> Tuple[Array, Array, Array, Array, Array]:
     """Sampled RoIs and their Fast R-CNN training targets for one image.
 
     rpn_rois: (R, 5) [0, x1, y1, x2, y2] proposals (batch index 0 only; R may be 0).
@@ -54,6 +54,8 @@ def proposal_target_layer(rpn_rois: Array, gt_boxes: Array, num_classes: int, cf
         BBOX_INSIDE_WEIGHTS.
     rng: source of the sampling, anything with numpy's ``choice(a, size, replace=False)`` (None: the global
         ``numpy.random``, as the original).
+    sample: False returns every candidate (fg, in index order, then bg), unsampled and unshuffled, whatever
+        BATCH_SIZE and FG_FRACTION say: the pool that TRAIN.OHEM picks the hardest RoIs from.
 
     Returns (rois (S, 5) [0, x1, y1, x2, y2], labels (S,), bbox_targets (S, 4K), bbox_inside_weights (S, 4K),
     bbox_outside_weights (S, 4K)), float32, fg RoIs first. rois and labels keep the inputs' float dtype (float32
@@ -106,12 +108,15 @@ def proposal_target_layer(rpn_rois: Array, gt_boxes: Array, num_classes: int, cf
         fg_inds = np.zeros((0,), dtype=np.int64)
         bg_inds = np.arange(all_rois.shape[0])
 
-    fg_this_image = min(fg_rois_per_image, fg_inds.size)
-    if fg_inds.size > 0:
-        fg_inds = rng.choice(fg_inds, size=fg_this_image, replace=False)
-    bg_this_image = min(rois_per_image - fg_this_image, bg_inds.size)
-    if bg_inds.size > 0:
-        bg_inds = rng.choice(bg_inds, size=bg_this_image, replace=False)
+    if sample:
+        fg_this_image = min(fg_rois_per_image, fg_inds.size)
+        if fg_inds.size > 0:
+            fg_inds = rng.choice(fg_inds, size=fg_this_image, replace=False)
+        bg_this_image = min(rois_per_image - fg_this_image, bg_inds.size)
+        if bg_inds.size > 0:
+            bg_inds = rng.choice(bg_inds, size=bg_this_image, replace=False)
+    else:
+        fg_this_image = fg_inds.size
 
     keep_inds = np.append(fg_inds, bg_inds).astype(np.int64)
     labels = labels[keep_inds]

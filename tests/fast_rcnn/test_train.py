@@ -45,6 +45,37 @@ def test_caffe_adam_update_by_hand():
     assert float(p.detach()) == pytest.approx(expected, abs=1e-12)
 
 
+def test_caffe_adam_delta_sits_outside_the_bias_correction():
+    # Caffe: w -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + delta). w0 = 1, grad 1 each step, no decay,
+    # b1 0.5, b2 0.75, delta 0.1, lr 0.1.
+    p = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    opt = CaffeAdam([('w', p, 1.0, 1.0)], momentum=0.5, weight_decay=0.0, momentum2=0.75, delta=0.1)
+    p.grad = torch.tensor([1.0], dtype=torch.float64)
+    opt.step(lr=0.1)
+    # m = 0.5, v = 0.25, correction sqrt(0.25) / 0.5 = 1: w = 1 - 0.1 * 0.5 / (0.5 + 0.1)
+    w1 = 1.0 - 0.05 / 0.6
+    assert float(p.detach()) == pytest.approx(w1, abs=1e-12)
+    p.grad = torch.tensor([1.0], dtype=torch.float64)
+    opt.step(lr=0.1)
+    # m = 0.25 + 0.5 = 0.75, v = 0.1875 + 0.25 = 0.4375, correction sqrt(0.4375) / 0.75
+    w2 = w1 - 0.1 * (0.4375 ** 0.5 / 0.75) * 0.75 / (0.4375 ** 0.5 + 0.1)
+    assert float(p.detach()) == pytest.approx(w2, abs=1e-12)
+
+
+def test_clip_gradients_scales_the_summed_gradient_before_iter_size():
+    # Caffe clips the gradient summed over iter_size (global L2 norm over all parameters), then divides by
+    # iter_size: grads (3,) and (4,) -> norm 5, clipped to 1 -> (0.6, 0.8), / 2 -> (0.3, 0.4); lr 1, no momentum.
+    a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    opt = CaffeSGD([('a', a, 1.0, 1.0), ('b', b, 1.0, 1.0)], momentum=0.0, weight_decay=0.0)
+    a.grad, b.grad = torch.tensor([3.0]), torch.tensor([4.0])
+    opt.step(lr=1.0, iter_size=2, clip_gradients=1.0)
+    assert float(a.detach()) == pytest.approx(-0.3) and float(b.detach()) == pytest.approx(-0.4)
+    # below the threshold nothing is clipped
+    a.grad, b.grad = torch.tensor([3.0]), torch.tensor([4.0])
+    opt.step(lr=1.0, iter_size=2, clip_gradients=10.0)
+    assert float(a.detach()) == pytest.approx(-1.8) and float(b.detach()) == pytest.approx(-2.4)
+
+
 def test_caffe_adam_matches_torch_adam():
     # Caffe's delta sits outside the bias correction, torch's eps inside: with delta = eps = 0 the two are one
     # algorithm. Per-parameter lr_mult as torch param groups; weight decay is L2 added to the gradient in both.

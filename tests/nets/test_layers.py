@@ -242,3 +242,58 @@ def test_train_forward_gives_four_finite_losses_and_test_forward_shapes():
     assert rois.shape[1] == 5 and rois.shape[0] <= 20
     assert prob.shape == (rois.shape[0], 4) and deltas.shape == (rois.shape[0], 16)
     np.testing.assert_allclose(prob.sum(1).numpy(), 1.0, rtol=1e-5)
+
+
+def test_ohem_keeps_the_rois_of_highest_loss():
+    # a stub head with known outputs: loss = softmax loss + smooth L1 (sigma 1) of the weighted box error
+    c = _cfg()
+    c.ANCHOR_SCALES = (2, 4, 8)
+    c.FEAT_STRIDE = 8
+    m = FasterRCNN('TINY', 3, c).train()
+    scores = torch.tensor([[5.0, 0.0, 0.0],    # bg, right: softmax loss log(1 + 2e-5) ~ 0
+                           [0.0, 0.0, 0.0],    # fg 1: log 3
+                           [0.0, 5.0, 0.0],    # fg 2, called 1: 5 + log(2 + e^-5) ~ 5.69
+                           [0.0, 0.0, 0.0],    # bg: log 3, plus nothing (no box weights)
+                           [0.0, 6.0, 0.0]])   # bg called 1: 6 + log(2 + e^-6) ~ 6.69, on RoI 2's box
+    deltas = torch.zeros(5, 12)
+    deltas[1, 4:8] = torch.tensor([3.0, 0.0, 0.0, 0.5])   # fg 1's box error: (3 - 0.5) + 0.5 * 0.25 = 2.625
+    m._head = lambda feat, rois: (scores[:len(rois)], deltas[:len(rois)])
+    labels = torch.tensor([0, 1, 2, 0, 0])
+    targets = torch.zeros(5, 12)
+    w = torch.zeros(5, 12)
+    w[1, 4:8] = 1
+    w[2, 8:12] = 1
+    rois = torch.tensor([[0, 0, 0, 9, 9], [0, 20, 0, 29, 9], [0, 40, 0, 49, 9], [0, 60, 0, 69, 9],
+                         [0, 40, 0, 49, 8]], dtype=torch.float32)   # RoI 4: IoU 0.9 with RoI 2
+    feat = torch.zeros(1, 64, 4, 4)
+    # losses ~ (0, 1.10 + 2.63, 5.69, 1.10, 6.69): RoI 4 is the hardest and suppresses RoI 2 (IoU 0.9 > 0.7);
+    # then RoI 1, RoI 3, RoI 0
+    keep = m._hardest_rois(feat, rois, labels, targets, w, w, 2)
+    assert keep.tolist() == [4, 1]
+    assert m.head.training  # the read-only pass put the head back in training mode
+    assert m._hardest_rois(feat, rois, labels, targets, w, w, 8).tolist() == [4, 1, 3, 0]
+    # without RoI 4, RoI 2 is the hardest
+    assert m._hardest_rois(feat, rois[:4], labels[:4], targets[:4], w[:4], w[:4], 2).tolist() == [2, 1]
+
+
+def test_ohem_training_forward_trains_batch_size_rois():
+    torch.manual_seed(0)
+    c = _cfg()
+    c.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED = True
+    c.TRAIN.RPN_PRE_NMS_TOP_N = 200
+    c.TRAIN.RPN_POST_NMS_TOP_N = 50
+    c.TRAIN.BATCH_SIZE = 16
+    c.TRAIN.OHEM = True
+    c.ANCHOR_SCALES = (2, 4, 8)
+    c.FEAT_STRIDE = 8
+    m = FasterRCNN('TINY', 4, c).train()
+    seen = []
+    head = m._head
+    m._head = lambda feat, rois: (seen.append((feat.requires_grad, rois.shape[0])), head(feat, rois))[1]
+    losses = m(torch.randn(1, 3, 96, 128) * 50, np.array([[96, 128, 1.0]], np.float32),
+               np.array([[10, 10, 50, 60, 1], [60, 20, 120, 90, 3]], np.float32))
+    # one read-only pass over every candidate (up to 50 proposals + 2 gt boxes), then at most the 16 hardest (fewer
+    # when the NMS leaves fewer) with gradient
+    assert len(seen) == 2 and seen[0][0] is False and 16 < seen[0][1] <= 52
+    assert seen[1][0] is True and 0 < seen[1][1] <= 16
+    assert all(torch.isfinite(v) for v in losses.values())

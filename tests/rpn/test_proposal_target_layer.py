@@ -203,3 +203,18 @@ def test_full_take_still_draws_like_the_original():
         rois = proposal_target_layer(ROIS, GT, K, cfg=make_cfg(), rng=rng)[0]
         np.testing.assert_array_equal(rois, all_rois[keep])
         assert rng.randint(10 ** 9) == exp.randint(10 ** 9)
+
+
+def test_unsampled_returns_every_candidate_fg_first_in_order():
+    # sample=False (TRAIN.OHEM's pool): fg r0, r1, r2 and the appended gt (r7), then bg r3, r4; r5 and r6 lie
+    # below BG_THRESH_LO; no draws from rng, whatever BATCH_SIZE says
+    rng = np.random.RandomState(0)
+    state = rng.get_state()[1].copy()
+    rois, labels, targets, w_in, w_out = proposal_target_layer(ROIS, GT, K, cfg=make_cfg(BATCH_SIZE=2), rng=rng,
+                                                               sample=False)
+    np.testing.assert_array_equal(rois, np.vstack((ROIS[[0, 1, 2]], [GT_ROI], ROIS[[3, 4]])))
+    np.testing.assert_array_equal(labels, [3, 3, 3, 3, 0, 0])
+    np.testing.assert_array_equal(rng.get_state()[1], state)
+    # targets as the sampled call's: r2 -> (0, -0.25, 0, log 0.5)
+    np.testing.assert_allclose(targets[2, 12:16], [0, -0.25, 0, np.log(0.5)], rtol=1e-5, atol=1e-6)
+    assert np.all(w_in[:4, 12:16] == 1) and np.all(w_in[4:] == 0) and np.array_equal(w_in, w_out)

@@ -33,6 +33,8 @@ def parse_args(argv=None):
                         default=100, type=int)
     parser.add_argument('--threads', dest='threads', type=int, default=None,
                         help='CPU threads for torch (default: all cores)')
+    parser.add_argument('--nproc', dest='nproc', type=int, default=1,
+                        help='test in N processes on a CPU (forked; they share the images and --threads out)')
     parser.add_argument('--set', dest='set_cfgs', help='set config keys', default=None, nargs=argparse.REMAINDER)
     if argv is None and len(sys.argv) == 1:
         parser.print_help()
@@ -51,6 +53,9 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device, args.gpu_id)
+    if args.nproc < 1 or (args.nproc > 1 and device.type != 'cpu'):
+        sys.exit('test_net.py: --nproc shares a CPU out over processes: 1 or more with --device cpu, 1 on a GPU '
+                 '(got {} on {})'.format(args.nproc, device))
     if not osp.isfile(args.caffemodel):
         sys.exit('test_net.py: snapshot not found: {}'.format(args.caffemodel))
     cfg_files = [args.cfg_file] if args.cfg_file else []
@@ -69,7 +74,7 @@ def main(argv=None):
     output_dir = get_output_dir(imdb, net.name, cfg=cfg)
     print('Output will be saved to `{:s}`'.format(output_dir))
     test_net(net, imdb, max_per_image=args.max_per_image, vis=args.vis, cfg=cfg, output_dir=output_dir,
-             classes=classes)
+             classes=classes, nproc=args.nproc)
 
 
 if __name__ == '__main__':

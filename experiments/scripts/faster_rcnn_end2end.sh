@@ -90,7 +90,8 @@ if [ "${NET}" != "TINY" ]; then
 fi
 
 # Data-parallel processes (train_net.py --nproc: they share out each iteration's iter_size minibatches, the result
-# is the same). TINY's solver has iter_size 2: on a CPU with 2 or more cores, one process each. NPROC overrides.
+# is the same; test_net.py --nproc: they share out the test images). TINY's solver has iter_size 2: on a CPU with
+# 2 or more cores, one process each. NPROC overrides.
 PROC_ARGS=""
 if [ -n "${NPROC}" ]; then
   PROC_ARGS="--nproc ${NPROC}"
@@ -118,6 +119,7 @@ set -x
 
 time ${PYTHON} ./tools/test_net.py ${DEVICE_ARGS} \
   --net ${NET_FINAL} \
+  ${PROC_ARGS} \
   --imdb ${TEST_IMDB} \
   --cfg experiments/cfgs/faster_rcnn_end2end.yml \
   ${EXTRA_ARGS}

@@ -88,10 +88,9 @@ def test_im_detect_scales_back_and_clips():
     np.testing.assert_array_equal(plain[:, 0:4], plain[:, 4:8])   # proposals tiled per class
 
 
-def test_test_net_writes_detections_and_evaluates(tmp_path):
-    m, c = _tiny_model()
+def _fake_imdb(tmp_path, n=3):
     paths = []
-    for i in range(3):
+    for i in range(n):
         p = str(tmp_path / 'im{}.png'.format(i))
         cv2.imwrite(p, (np.random.RandomState(i).rand(40, 60, 3) * 255).astype(np.uint8))
         paths.append(p)
@@ -100,7 +99,7 @@ def test_test_net_writes_detections_and_evaluates(tmp_path):
         name = 'fake_test'
         classes = ('__background__', 'a', 'b')
         num_classes = 3
-        image_index = ['im0', 'im1', 'im2']
+        image_index = ['im{}'.format(i) for i in range(n)]
 
         def image_path_at(self, i):
             return paths[i]
@@ -108,7 +107,13 @@ def test_test_net_writes_detections_and_evaluates(tmp_path):
         def evaluate_detections(self, all_boxes, output_dir):
             self.seen = (all_boxes, output_dir)
             return 0.5
-    imdb = Imdb()
+    return Imdb()
+
+
+def test_test_net_writes_detections_and_evaluates(tmp_path):
+    m, c = _tiny_model()
+    imdb = _fake_imdb(tmp_path)
+    Imdb = type(imdb)
     out = str(tmp_path / 'out')
     res = frt.test_net(m, imdb, max_per_image=5, thresh=0.0, cfg=c, output_dir=out, classes=list(Imdb.classes))
     assert res == 0.5 and imdb.seen[1] == out
@@ -155,3 +160,24 @@ def test_flip_and_scales_passes_map_back_onto_the_image():
     np.testing.assert_array_equal(scores2[:R], plain_scores)
     np.testing.assert_array_equal(scores2[R:], s80)
     np.testing.assert_array_equal(boxes2[R:], b80)
+
+
+def test_test_net_in_two_processes_finds_what_one_process_does(tmp_path):
+    m, c = _tiny_model()
+    imdb = _fake_imdb(tmp_path, n=5)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        frt.test_net(m, imdb, max_per_image=5, thresh=0.0, cfg=c, output_dir=str(tmp_path / 'one'))
+        one = imdb.seen[0]
+        torch.set_num_threads(2)   # shared out: one thread for each of the two workers
+        frt.test_net(m, imdb, max_per_image=5, thresh=0.0, cfg=c, output_dir=str(tmp_path / 'two'), nproc=2)
+        two = imdb.seen[0]
+    finally:
+        torch.set_num_threads(threads)
+    assert sum(len(one[j][i]) for j in (1, 2) for i in range(5)) > 0
+    for j in (1, 2):
+        for i in range(5):
+            np.testing.assert_array_equal(one[j][i], two[j][i])
+    with pytest.raises(ValueError, match='nproc'):
+        frt.test_net(m, imdb, cfg=c, output_dir=str(tmp_path / 'x'), nproc=0)

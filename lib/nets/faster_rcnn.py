@@ -225,13 +225,13 @@ class FasterRCNN(nn.Module):
             cls_score, bbox_pred = self._head(feat.detach(), rois)
         finally:
             self.head.train(was_training)
-        loss = F.cross_entropy(cls_score, labels, reduction='none')
-        diff = inside_weights * (bbox_pred - targets)
-        loss += (outside_weights * torch.where(diff.abs() < 1.0, 0.5 * diff * diff, diff.abs() - 0.5)).sum(1)
+        loss = F.cross_entropy(cls_score, labels, reduction='none') + ops.smooth_l1_loss(
+            bbox_pred, targets, inside_weights, outside_weights, sigma=1.0, per_row=True)
         from fast_rcnn.nms_wrapper import nms
         order = torch.argsort(loss, descending=True, stable=True)
         kept = nms(torch.cat((rois[order, 1:5], loss[order, None]), 1).float(), OHEM_NMS_THRESH)
         return order[kept[:n].to(order.device)]
+
 
 def rpn_softmax(rpn_cls_score: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """The original's RPN score reshapes: (1, 2A, H, W) -> rpn_cls_score_reshape (1, 2, A*H, W) (Caffe Reshape

@@ -30,6 +30,9 @@ def test_hand_worked_sigma3():
     loss.backward()
     np.testing.assert_allclose(pred.grad.numpy(), [[0.5 * 9 * 0.1 / 2, -0.5 / 2, 0, 0], [0, 0, 0, 0.5 / 2]],
                                rtol=1e-6)
+    # per_row: each row's sum, not divided by R
+    rows = smooth_l1_loss(pred, target, w_in, w_out, sigma=3.0, per_row=True)
+    np.testing.assert_allclose(rows.detach().numpy(), [0.5 * (0.045 + 1 - 0.5 / 9), 0.5 * (2 - 0.5 / 9)], rtol=1e-6)
 
 
 def test_shape_mismatch_is_an_error():

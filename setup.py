@@ -4,6 +4,7 @@ Always (CPU):
   utils.cython_bbox   Cython, lib/utils/bbox.pyx            bbox_overlaps
   nms.cpu_nms         Cython + C++, lib/nms/cpu_nms.pyx     exact, grid-pruned greedy NMS
   roi_pooling._C      C++ torch extension                   RoI pooling and RoIAlign forward/backward (CPU)
+  nets._C             C++ torch extension                   fused GroupNorm + ReLU forward/backward (CPU)
 With CUDA (WITH_CUDA=1, or unset and a GPU is visible; WITH_CUDA=0 turns it off):
   roi_pooling._C      the same module, CPU + CUDA kernels
   nms._gpu_nms        CUDA torch extension                  64-box bitmask NMS
@@ -168,6 +169,9 @@ def torch_extensions():
     else:
         exts.append(cpp_extension.CppExtension('roi_pooling._C', roi_src, depends=roi_dep,
                                                extra_compile_args=CPU_FLAGS))
+
+    exts.append(cpp_extension.CppExtension('nets._C', ['lib/nets/csrc/group_norm_relu.cpp'],
+                                           extra_compile_args=CPU_FLAGS))
 
     # A change of variant (CPU <-> CUDA, archs, torch version) must rebuild even when no source changed.
     variant = 'torch %s; %s' % (torch.__version__, ('cuda ' + os.environ['TORCH_CUDA_ARCH_LIST']) if cuda else 'cpu')

@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Tuple
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nets.layers import CaffeDropout, CaffeLRN, caffe_max_pool
+from nets.layers import CaffeDropout, CaffeLRN, GroupNormReLU, caffe_max_pool
 
 
 @dataclass
@@ -110,14 +110,15 @@ def vgg_cnn_m_1024() -> NetDef:
                   frozen=['conv1'])
 
 
-def _gn(c: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(16, c // 4) if c >= 8 else 1, c)
+def _gn(c: int) -> GroupNormReLU:
+    return GroupNormReLU(min(16, c // 4) if c >= 8 else 1, c)
 
 
 class TinyFPN(nn.Module):
-    """TINY's body: 3x3 conv (no bias) + GroupNorm + ReLU layers conv1..conv9 down to stride 32, then a top-down
-    path back to stride 8 (1x1 lateral convs lat32/lat16/lat8, nearest upsampling, sums) and one 3x3 conv + GN +
-    ReLU (``smooth``), so that the stride-8 map also sees the stride-32 context.
+    """TINY's body: 3x3 conv (no bias) + GroupNorm + ReLU layers conv1..conv9 (the GN and ReLU of layer i are one
+    GroupNormReLU, ``gn<i>``) down to stride 32, then a top-down path back to stride 8 (1x1 lateral convs
+    lat32/lat16/lat8, nearest upsampling, sums) and one 3x3 conv + GN + ReLU (``smooth``), so that the stride-8 map
+    also sees the stride-32 context.
 
     (1, 3, H, W) -> (1, out_channels, ceil(H/8), ceil(W/8)).
     """
@@ -143,13 +144,13 @@ class TinyFPN(nn.Module):
     def forward(self, x):
         taps = []
         for i in range(1, len(self.LAYERS) + 1):
-            x = F.relu(getattr(self, 'gn{}'.format(i))(getattr(self, 'conv{}'.format(i))(x)), inplace=True)
+            x = getattr(self, 'gn{}'.format(i))(getattr(self, 'conv{}'.format(i))(x))
             if i in self.TAPS:
                 taps.append(x)
         c8, c16, c32 = taps
         p = self.lat16(c16) + F.interpolate(self.lat32(c32), size=c16.shape[-2:], mode='nearest')
         p = self.lat8(c8) + F.interpolate(p, size=c8.shape[-2:], mode='nearest')
-        return F.relu(self.gn_smooth(self.smooth(p)), inplace=True)
+        return self.gn_smooth(self.smooth(p))
 
 
 def _conv3x3(cin: int, cout: int, stride: int) -> nn.Conv2d:
@@ -185,7 +186,8 @@ def tiny() -> NetDef:
     at 1/8 of 64 channels, fc6/fc7 256 without dropout (with so small a head dropout only slowed learning), each
     followed by LayerNorm, which normalises every RoI on its own and so works with one-image minibatches (it
     learns faster from scratch than the plain fc head: 0.867 vs 0.860 on shapes), RPN conv 64. Set
-    ``FEAT_STRIDE: 8`` in its solver's cfg: block. Nothing frozen; kaiming initialisation.
+    ``FEAT_STRIDE: 8`` in its solver's cfg: block. Nothing frozen; kaiming initialisation. Each GroupNorm and the
+    ReLU after it run as one op on the CPU (``GroupNormReLU``), also on the bfloat16 maps of ``AMP``.
     """
     return NetDef('TINY', TinyFPN(64), _tiny_head(64, 7, 256), 64, 256, 64, 7, from_scratch=True, feat_stride=8)
 

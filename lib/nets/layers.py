@@ -3,14 +3,28 @@
 - ``CaffeLRN``: Caffe's LRN, ACROSS_CHANNELS (VGG_CNN_M) or WITHIN_CHANNEL (ZF).
 - ``CaffeDropout``: Caffe dropout, optionally with caffe-fast-rcnn's ``scale_train: false`` (ZF): no scaling while
   training, outputs multiplied by (1 - p) at test time.
+- ``GroupNormReLU``: ``relu(group_norm(x))`` in one op on the CPU (lib/nets/csrc, the extension ``nets._C``), with
+  ``nn.GroupNorm``'s parameters; elsewhere, or without the build, PyTorch's group_norm and relu.
 - ``caffe_max_pool``: max pooling with Caffe's shape rule (ceil mode, last window must start inside the padded input),
   which is PyTorch's ``ceil_mode=True`` rule.
 """
 from __future__ import annotations
 
+import warnings
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+try:
+    from nets import _C  # type: ignore[attr-defined]
+    _IMPORT_ERROR: Optional[str] = None
+except ImportError as e:  # not built: PyTorch's ops instead
+    _C = None
+    _IMPORT_ERROR = str(e)
+_warned_fallback = False
 
 
 class CaffeLRN(nn.Module):
@@ -64,6 +78,51 @@ class CaffeDropout(nn.Module):
 
     def extra_repr(self) -> str:
         return 'p={}, scale_train={}'.format(self.p, self.scale_train)
+
+
+class _GroupNormReLUFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, groups: int,
+                eps: float) -> torch.Tensor:
+        y, mean, rstd = _C.group_norm_relu_forward(x, weight, bias, groups, eps)
+        ctx.save_for_backward(x, mean, rstd, weight, bias)
+        ctx.groups = groups
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y: torch.Tensor):
+        x, mean, rstd, weight, bias = ctx.saved_tensors
+        dx, dw, db = _C.group_norm_relu_backward(grad_y, x, mean, rstd, weight, bias, ctx.groups)
+        return dx, dw, db, None, None
+
+
+def native_group_norm_relu() -> bool:
+    """Whether GroupNormReLU runs the fused CPU op (the extension nets._C is built)."""
+    return _C is not None
+
+
+class GroupNormReLU(nn.GroupNorm):
+    """``relu(group_norm(x))``: (N, C, H, W) -> the same shape, dtype and memory format.
+
+    On the CPU the fused op of lib/nets/csrc/group_norm_relu.cpp runs it (the map in float32, its per-channel sums
+    added up in double; a bfloat16 input, as bf16 autocast's convolutions emit, gives a bfloat16 output; the same
+    bits with any number of threads). On other devices, or when the
+    extension is not built (one warning says so), PyTorch's group_norm (in float32 on the CPU) and relu. Parameters
+    and state-dict keys are nn.GroupNorm's (``weight``, ``bias``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == 'cpu' and _C is not None and self.affine:
+            return _GroupNormReLUFunction.apply(x, self.weight, self.bias, self.num_groups, self.eps)
+        if x.device.type == 'cpu':
+            global _warned_fallback
+            if _C is None and not _warned_fallback:
+                _warned_fallback = True
+                warnings.warn('nets: the extension nets._C is not built ({}); GroupNormReLU runs PyTorch\'s '
+                              'group_norm and relu (slower). Build it with `make setup`.'.format(_IMPORT_ERROR),
+                              RuntimeWarning, stacklevel=2)
+            x = x.float()  # PyTorch's bfloat16 group_norm is slow on the CPU
+        return F.relu(F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps), inplace=True)
 
 
 def caffe_max_pool(kernel: int, stride: int, pad: int = 0) -> nn.MaxPool2d:

@@ -297,3 +297,52 @@ def test_ohem_training_forward_trains_batch_size_rois():
     assert len(seen) == 2 and seen[0][0] is False and 16 < seen[0][1] <= 52
     assert seen[1][0] is True and 0 < seen[1][1] <= 16
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_amp_dtype_follows_cfg_and_hardware(monkeypatch):
+    import nets.faster_rcnn as frc
+    cpu = torch.device('cpu')
+    assert frc.amp_dtype('off', cpu) is None
+    assert frc.amp_dtype('bf16', cpu) is torch.bfloat16
+    monkeypatch.setattr(frc, '_cpu_has_amx', lambda: True)
+    assert frc.amp_dtype('auto', cpu) is torch.bfloat16
+    monkeypatch.setattr(frc, '_cpu_has_amx', lambda: False)
+    assert frc.amp_dtype('auto', cpu) is None          # float32 where bfloat16 would be slow
+    with pytest.raises(ValueError, match="cfg.AMP must be 'off', 'bf16' or 'auto'"):
+        frc.amp_dtype('fp16', cpu)
+
+
+def test_bf16_autocast_forward_is_close_to_float32_and_keeps_float32_outputs():
+    c = _cfg()
+    c.TRAIN.RPN_PRE_NMS_TOP_N = 200
+    c.TRAIN.RPN_POST_NMS_TOP_N = 50
+    c.ANCHOR_SCALES = (2, 4, 8)
+    c.FEAT_STRIDE = 8
+    torch.manual_seed(0)
+    m32 = FasterRCNN('TINY', 4, c)
+    from fast_rcnn.config import cfg_copy
+    c16 = cfg_copy(c)
+    c16.AMP = 'bf16'
+    m16 = FasterRCNN('TINY', 4, c16)
+    m16.load_state_dict(m32.state_dict())
+    data = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(1)) * 50
+    gt = np.array([[10, 10, 50, 60, 1], [60, 20, 120, 90, 3]], np.float32)
+    info = np.array([[96, 128, 1.0]], np.float32)
+    out = {}
+    for name, m in (('fp32', m32), ('bf16', m16)):
+        np.random.seed(0)
+        m.rng = np.random.RandomState(0)   # the same RPN and RoI sampling in both
+        losses = m.train()(data, info, gt)
+        sum(losses.values()).backward()
+        out[name] = ({k: float(v.detach()) for k, v in losses.items()}, m.features.conv1.weight.grad.clone())
+        for v in losses.values():
+            assert v.dtype == torch.float32 and torch.isfinite(v)
+    for k, v in out['fp32'][0].items():
+        assert out['bf16'][0][k] == pytest.approx(v, rel=0.05, abs=1e-3), k
+    g32, g16 = out['fp32'][1], out['bf16'][1]
+    assert g16.dtype == torch.float32                  # master weights and their gradients stay float32
+    cos = float((g32 * g16).sum() / (g32.norm() * g16.norm()))
+    assert cos > 0.98
+    with torch.no_grad():
+        rois, prob, deltas = m16.eval()(data, info)
+    assert rois.dtype == prob.dtype == deltas.dtype == torch.float32

@@ -94,6 +94,8 @@ def detect_and_draw(net, cfg, classes, im, conf_thresh, nms_thresh):
 
 def main(argv=None):
     args = parse_args(argv)
+    from utils.runtime import tune_cpu_runtime
+    tune_cpu_runtime()
     from fast_rcnn.config import cfg as global_cfg
     from fast_rcnn.test import load_detector, resolve_device
 

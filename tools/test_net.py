@@ -44,6 +44,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from utils.runtime import tune_cpu_runtime
+    tune_cpu_runtime()
     from datasets.factory import get_imdb
     from fast_rcnn.config import get_output_dir
     from fast_rcnn.test import check_classes, load_detector, resolve_device, test_net

@@ -93,6 +93,8 @@ def make_data_layer(roidb, num_classes, cfg, seed):
 
 def main(argv=None):
     args = parse_args(argv)
+    from utils.runtime import tune_cpu_runtime
+    tune_cpu_runtime()
     from fast_rcnn.config import cfg, cfg_from_dict, cfg_from_file, cfg_from_list, cfg_to_dict, get_output_dir
     from fast_rcnn.test import resolve_device
     from fast_rcnn.train import filter_roidb, load_solver

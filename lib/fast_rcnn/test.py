@@ -106,9 +106,9 @@ def _detect_pass(net, im: np.ndarray, target: int, flip: bool, cfg) -> Tuple[np.
     boxes mapped back onto ``im``."""
     src = np.ascontiguousarray(im[:, ::-1]) if flip else im
     blob_im, scale = prep_im_for_blob(src, cfg.PIXEL_MEANS, target, cfg.TEST.MAX_SIZE)
-    blob = im_list_to_blob([blob_im])
+    blob = im_list_to_blob([blob_im], int(cfg.get('SIZE_DIVISIBILITY', 1)))
     device = next(net.parameters()).device
-    im_info = np.array([[blob.shape[2], blob.shape[3], scale]], dtype=np.float32)
+    im_info = np.array([[blob_im.shape[0], blob_im.shape[1], scale]], dtype=np.float32)  # the image, not the padding
     with torch.no_grad():
         rois, cls_prob, bbox_pred = net(torch.from_numpy(blob).to(device), im_info)
     rois = rois.detach().cpu().numpy()

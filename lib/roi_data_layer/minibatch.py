@@ -50,7 +50,7 @@ def get_minibatch(roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None,
     rois_per_image = cfg.TRAIN.BATCH_SIZE // num_images
     fg_rois_per_image = int(np.round(cfg.TRAIN.FG_FRACTION * rois_per_image))
 
-    im_blob, im_scales = _get_image_blob(roidb, random_scale_inds, cfg)
+    im_blob, im_scales, im_shapes = _get_image_blob(roidb, random_scale_inds, cfg)
     blobs = {'data': im_blob}
 
     if cfg.TRAIN.HAS_RPN:
@@ -67,7 +67,9 @@ def get_minibatch(roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None,
         gt_boxes[:, 0:4] = np.asarray(entry['boxes'], dtype=np.float64)[gt_inds, :] * im_scales[0]
         gt_boxes[:, 4] = entry['gt_classes'][gt_inds]
         blobs['gt_boxes'] = gt_boxes
-        blobs['im_info'] = np.array([[im_blob.shape[2], im_blob.shape[3], im_scales[0]]], dtype=np.float32)
+        # the scaled image's own size: the blob's unless SIZE_DIVISIBILITY padded it (anchors and proposals must
+        # stay inside the image, not the padding)
+        blobs['im_info'] = np.array([[im_shapes[0][0], im_shapes[0][1], im_scales[0]]], dtype=np.float32)
     else:  # not using RPN
         rois_blob = np.zeros((0, 5), dtype=np.float32)
         labels_blob = np.zeros((0,), dtype=np.float32)
@@ -119,8 +121,10 @@ def _sample_rois(entry: Dict[str, Any], fg_rois_per_image: int, rois_per_image: 
     return labels, overlaps, rois, bbox_targets, bbox_inside_weights
 
 
-def _get_image_blob(roidb: Sequence[Dict[str, Any]], scale_inds: np.ndarray, cfg) -> Tuple[np.ndarray, List[float]]:
-    """Read, flip where the entry says so, mean-subtract and scale each image; stack into (N, 3, H, W)."""
+def _get_image_blob(roidb: Sequence[Dict[str, Any]], scale_inds: np.ndarray,
+                    cfg) -> Tuple[np.ndarray, List[float], List[Tuple[int, int]]]:
+    """Read, flip where the entry says so, mean-subtract and scale each image; stack into (N, 3, H, W) padded to
+    cfg.SIZE_DIVISIBILITY. Returns the blob, the scales and the scaled images' (H, W)."""
     processed_ims = []
     im_scales = []
     for i, entry in enumerate(roidb):
@@ -131,8 +135,8 @@ def _get_image_blob(roidb: Sequence[Dict[str, Any]], scale_inds: np.ndarray, cfg
         im, im_scale = prep_im_for_blob(im, cfg.PIXEL_MEANS, target_size, cfg.TRAIN.MAX_SIZE)
         im_scales.append(im_scale)
         processed_ims.append(im)
-    blob = im_list_to_blob(processed_ims)
-    return blob, im_scales
+    blob = im_list_to_blob(processed_ims, int(cfg.get('SIZE_DIVISIBILITY', 1)))
+    return blob, im_scales, [im.shape[:2] for im in processed_ims]
 
 
 def _project_im_rois(im_rois: np.ndarray, im_scale_factor: float) -> np.ndarray:

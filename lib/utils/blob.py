@@ -7,16 +7,21 @@ import cv2
 import numpy as np
 
 
-def im_list_to_blob(ims: Sequence[np.ndarray]) -> np.ndarray:
+def im_list_to_blob(ims: Sequence[np.ndarray], size_divisibility: int = 1) -> np.ndarray:
     """Stack HWC images into a zero-padded (N, 3, H_max, W_max) float32 blob.
 
     ims: N arrays (H_i, W_i, 3), already mean-subtracted and scaled by prep_im_for_blob.
     Each image sits in the top-left corner; the padding is 0 (the mean colour after subtraction).
+    size_divisibility: H_max and W_max are rounded up to a multiple of it (1: the original, no rounding); see
+    cfg.SIZE_DIVISIBILITY.
     """
     if len(ims) == 0:
         raise ValueError('im_list_to_blob needs at least one image')
-    max_h = max(im.shape[0] for im in ims)
-    max_w = max(im.shape[1] for im in ims)
+    if size_divisibility < 1:
+        raise ValueError('im_list_to_blob: size_divisibility must be >= 1, got {}'.format(size_divisibility))
+    d = int(size_divisibility)
+    max_h = -(-max(im.shape[0] for im in ims) // d) * d
+    max_w = -(-max(im.shape[1] for im in ims) // d) * d
     blob = np.zeros((len(ims), max_h, max_w, 3), dtype=np.float32)
     for i, im in enumerate(ims):
         blob[i, :im.shape[0], :im.shape[1], :] = im

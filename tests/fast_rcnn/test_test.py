@@ -88,6 +88,22 @@ def test_im_detect_scales_back_and_clips():
     np.testing.assert_array_equal(plain[:, 0:4], plain[:, 4:8])   # proposals tiled per class
 
 
+def test_im_detect_with_size_divisibility_keeps_boxes_in_the_image():
+    m, c = _tiny_model()
+    c.SIZE_DIVISIBILITY = 48          # the 64 x 96 scaled image runs as a 96 x 96 blob
+    im = (np.random.RandomState(0).rand(40, 60, 3) * 255).astype(np.uint8)
+    seen = []
+    forward = m.forward
+    m.forward = lambda data, im_info, *a, **k: seen.append((tuple(data.shape), im_info.tolist())) or \
+        forward(data, im_info, *a, **k)
+    scores, boxes = im_detect(m, im, None, c)
+    assert len(seen) == 1 and seen[0][0] == (1, 3, 96, 96)
+    np.testing.assert_allclose(seen[0][1], [[64, 96, 1.6]], rtol=1e-6)    # im_info: the image, not the blob
+    assert scores.shape[0] > 0
+    assert boxes[:, 0::4].min() >= 0 and boxes[:, 2::4].max() <= 59
+    assert boxes[:, 1::4].min() >= 0 and boxes[:, 3::4].max() <= 39
+
+
 def _fake_imdb(tmp_path, n=3):
     paths = []
     for i in range(n):

@@ -41,6 +41,18 @@ def test_rpn_minibatch(tmp_path, cfg_copy):
     np.testing.assert_allclose(b['data'][0, :, 10, 5], np.array([10, 20, 30]) - means, rtol=1e-5)
 
 
+def test_size_divisibility_pads_the_blob_but_not_im_info(tmp_path, cfg_copy):
+    cfg_copy.TRAIN.HAS_RPN = True
+    cfg_copy.TRAIN.SCALES = (80,)
+    cfg_copy.TRAIN.MAX_SIZE = 1000
+    cfg_copy.SIZE_DIVISIBILITY = 32
+    b = get_minibatch([_entry(_image(tmp_path))], 3, cfg_copy, rng=np.random.RandomState(0))
+    assert b['data'].shape == (1, 3, 96, 128)      # the 80 x 120 image, padded to multiples of 32
+    np.testing.assert_array_equal(b['im_info'], np.array([[80, 120, 2]], np.float32))   # the image's own size
+    assert not b['data'][0, :, 80:, :].any() and not b['data'][0, :, :, 120:].any()
+    np.testing.assert_array_equal(b['gt_boxes'], [[2, 4, 20, 40, 1], [60, 10, 118, 78, 2]])
+
+
 def test_scale_choice_uses_rng(tmp_path, cfg_copy):
     cfg_copy.TRAIN.HAS_RPN = True
     cfg_copy.TRAIN.SCALES = (40, 80, 120)

@@ -58,3 +58,14 @@ def test_timer_averages(monkeypatch):
     assert t.toc() == 2.0
     t.tic()
     assert t.toc(average=False) == 4.0 and t.average_time == 3.0 and t.calls == 2
+
+
+def test_blob_padded_to_size_divisibility():
+    a = np.ones((5, 9, 3), np.float32)
+    blob = im_list_to_blob([a], size_divisibility=4)
+    assert blob.shape == (1, 3, 8, 12)            # 5 -> 8, 9 -> 12
+    assert (blob[0, :, :5, :9] == 1).all() and blob[0, :, 5:].sum() == 0 and blob[0, :, :, 9:].sum() == 0
+    assert im_list_to_blob([a], size_divisibility=1).shape == (1, 3, 5, 9)   # the original: no rounding
+    assert im_list_to_blob([np.ones((8, 12, 3), np.float32)], size_divisibility=4).shape == (1, 3, 8, 12)
+    with pytest.raises(ValueError, match='size_divisibility must be >= 1'):
+        im_list_to_blob([a], size_divisibility=0)

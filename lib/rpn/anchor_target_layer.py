@@ -122,12 +122,16 @@ def anchor_target_layer(rpn_cls_score: Any, gt_boxes: Array, im_info: Any, feat_
                                  np.ascontiguousarray(gt[:, :4], dtype=np.float64))
         argmax_overlaps = overlaps.argmax(axis=1)
         max_overlaps = overlaps[np.arange(n_inside), argmax_overlaps]
-        gt_max_overlaps = overlaps.max(axis=0)
+        # per-gt maxima and the anchors that reach them, from a (G, n_inside) copy: numpy reduces a tall
+        # (n_inside, G) array along its long axis ~10x slower. The anchors come out grouped by gt instead of in
+        # anchor order, which changes nothing: they are only labelled fg.
+        overlaps_t = np.ascontiguousarray(overlaps.T)
+        gt_max_overlaps = overlaps_t.max(axis=1)
         if train.get('RPN_GUARD_ZERO_OVERLAP', False):
             useful = gt_max_overlaps > 0
-            gt_argmax_overlaps = np.where(overlaps[:, useful] == gt_max_overlaps[useful])[0]
+            gt_argmax_overlaps = np.nonzero(overlaps_t[useful] == gt_max_overlaps[useful, None])[1]
         else:
-            gt_argmax_overlaps = np.where(overlaps == gt_max_overlaps)[0]
+            gt_argmax_overlaps = np.nonzero(overlaps_t == gt_max_overlaps[:, None])[1]
     else:  # no gt (or no inside anchor): every inside anchor has IoU 0
         argmax_overlaps = np.zeros((n_inside,), dtype=np.int64)
         max_overlaps = np.zeros((n_inside,), dtype=np.float64)

@@ -117,30 +117,57 @@ def proposal_layer(rpn_cls_prob_reshape: Array, rpn_bbox_pred: Array, im_info: A
     if isinstance(rpn_cls_prob_reshape, torch.Tensor) or isinstance(rpn_bbox_pred, torch.Tensor):
         return _proposals_torch(rpn_cls_prob_reshape, rpn_bbox_pred, info, anchors, A, min_size_scaled,
                                 pre_nms_top_n, post_nms_top_n, nms_thresh)
+    geometry = _anchor_geometry(height, width, int(feat_stride), tuple(np.asarray(anchor_scales).ravel().tolist()))
     return _proposals_numpy(np.asarray(rpn_cls_prob_reshape), np.asarray(rpn_bbox_pred), info, anchors, A,
-                            min_size_scaled, pre_nms_top_n, post_nms_top_n, nms_thresh)
+                            min_size_scaled, pre_nms_top_n, post_nms_top_n, nms_thresh, geometry)
+
+
+@functools.lru_cache(maxsize=64)
+def _anchor_geometry(height: int, width: int, feat_stride: int,
+                     anchor_scales: Tuple[float, ...]) -> Tuple[np.ndarray, ...]:
+    """(widths, heights, ctr_x, ctr_y) of the map's anchors, float32 (H*W*A,) each, computed exactly as
+    bbox_transform_inv computes them from the anchors cast to float32; cached, read-only."""
+    boxes = _map_anchors(height, width, feat_stride, anchor_scales).astype(np.float32)
+    widths = boxes[:, 2] - boxes[:, 0] + 1.0
+    heights = boxes[:, 3] - boxes[:, 1] + 1.0
+    out = (widths, heights, boxes[:, 0] + 0.5 * widths, boxes[:, 1] + 0.5 * heights)
+    for a in out:
+        a.setflags(write=False)
+    return out
 
 
 def _proposals_numpy(prob: np.ndarray, pred: np.ndarray, info: np.ndarray, anchors: np.ndarray, A: int,
-                     min_size: Any, pre_nms_top_n: int, post_nms_top_n: int,
-                     nms_thresh: float) -> Tuple[np.ndarray, np.ndarray]:
+                     min_size: Any, pre_nms_top_n: int, post_nms_top_n: int, nms_thresh: float,
+                     geometry: Tuple[np.ndarray, ...]) -> Tuple[np.ndarray, np.ndarray]:
     from fast_rcnn.nms_wrapper import nms
 
-    # (1, A, H, W) fg scores and (1, 4A, H, W) deltas -> rows ordered (h, w, a), like the anchors
-    scores = prob[:, A:, :, :].transpose((0, 2, 3, 1)).reshape((-1, 1))
-    deltas = pred.transpose((0, 2, 3, 1)).reshape((-1, 4))
-    proposals = clip_boxes(bbox_transform_inv(anchors, deltas), info[:2])
+    # bbox_transform_inv and clip_boxes of the original, on one contiguous (H*W*A,) row per coordinate instead of
+    # (N, 4) columns (the same float32 arithmetic, a few times faster); rows ordered (h, w, a), like the anchors
+    height, width = prob.shape[2], prob.shape[3]
+    scores = prob[0, A:, :, :].transpose((1, 2, 0)).reshape((-1, 1))
+    dx, dy, dw, dh = pred.astype(np.float32, copy=False).reshape((A, 4, height, width)).transpose(
+        (1, 2, 3, 0)).reshape((4, -1))
+    widths, heights, ctr_x, ctr_y = geometry
+    pred_ctr_x = dx * widths + ctr_x
+    pred_ctr_y = dy * heights + ctr_y
+    pred_w = np.exp(dw) * widths
+    pred_h = np.exp(dh) * heights
+    h_max, w_max = info[0] - 1, info[1] - 1
+    x1 = np.maximum(np.minimum(pred_ctr_x - 0.5 * pred_w, w_max), 0)
+    y1 = np.maximum(np.minimum(pred_ctr_y - 0.5 * pred_h, h_max), 0)
+    x2 = np.maximum(np.minimum(pred_ctr_x + 0.5 * pred_w, w_max), 0)  # the original's +1: not x1 + w - 1
+    y2 = np.maximum(np.minimum(pred_ctr_y + 0.5 * pred_h, h_max), 0)
 
-    ws = proposals[:, 2] - proposals[:, 0] + 1
-    hs = proposals[:, 3] - proposals[:, 1] + 1
+    ws = x2 - x1 + 1
+    hs = y2 - y1 + 1
     keep = np.where((ws >= min_size) & (hs >= min_size))[0]
-    proposals = proposals[keep, :]
     scores = scores[keep]
 
     order = scores.ravel().argsort()[::-1]
     if pre_nms_top_n > 0:
         order = order[:pre_nms_top_n]
-    proposals = proposals[order, :]
+    rows = keep[order]
+    proposals = np.stack((x1[rows], y1[rows], x2[rows], y2[rows]), axis=1)
     scores = scores[order]
 
     if proposals.shape[0] > 0:

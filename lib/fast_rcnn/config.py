@@ -18,6 +18,8 @@ Keys added beyond the original (each keeps the original's behaviour by default):
 - ``TRAIN.RPN_GUARD_ZERO_OVERLAP``: when True, a ground-truth box that overlaps no inside anchor no longer makes
   every zero-overlap anchor foreground (the original's quirk, kept by default).
 - ``DEVICE``: ``'cpu'``, ``'cuda'`` or ``'cuda:N'``; the original's ``GPU_ID``/``USE_GPU_NMS`` still exist.
+- ``AMP``: bfloat16 autocast for the convolutions and fc layers (opt-in; ``'auto'`` where the hardware has it).
+- ``SIZE_DIVISIBILITY``: image blobs padded to a multiple of this size (opt-in; 1 = the original).
 - ``SKIP_BAD_ANNOTATIONS``: warn and skip broken annotation input instead of stopping with an error.
 """
 from __future__ import annotations
@@ -146,6 +148,15 @@ __C.ANCHOR_RATIOS = (0.5, 1.0, 2.0)
 __C.FEAT_STRIDE = 16
 __C.POOLING_MODE = 'pool'
 __C.DEVICE = 'cpu'
+# Added: mixed precision for the convolutions and fc layers (torch.autocast, bfloat16): 'off' (float32, the
+# original), 'bf16', or 'auto' (bf16 where the hardware runs it fast: a CPU with AMX or a CUDA GPU with bfloat16,
+# float32 elsewhere). Normalisation layers, the RPN and target layers, RoI pooling and the losses stay float32.
+__C.AMP = 'off'
+# Added: pad each image blob (bottom and right, with the mean colour) to a multiple of this many pixels; im_info
+# keeps the image's own size. 1 = the original (no padding). On the CPU, oneDNN builds (JIT-compiles) its
+# convolutions for every new input size, and a training run's images come in hundreds of sizes; a few dozen padded
+# sizes let it reuse them.
+__C.SIZE_DIVISIBILITY = 1
 # Added: broken annotations (unparsable XML, missing image, degenerate box, unknown class, ...) are an error naming
 # the file and object; True makes them a warning, and the object or image is skipped.
 __C.SKIP_BAD_ANNOTATIONS = False

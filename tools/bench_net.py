@@ -3,6 +3,7 @@
 
     tools/bench_net.py                       # TINY with models/shapes/TINY's settings, and VGG16 at 600x1000
     tools/bench_net.py --nets TINY --repeat 5 --device cpu
+    tools/bench_net.py --nets TINY --set AMP off      # float32 convolutions, for a machine's AMX speed-up
 
 Stages: data (minibatch: read, resize, blob), backbone, rpn (head + softmax), proposal (proposal layer),
 targets (anchor target + proposal target layers), head (RoI pooling + fc + heads), loss, backward (+ SGD step).
@@ -44,17 +45,21 @@ def parse_args(argv=None):
     p.add_argument('--size', type=int, nargs=2, default=None, metavar=('H', 'W'),
                    help='image size before scaling (default: TINY 375x500, others 600x1000)')
     p.add_argument('--threads', type=int, default=None)
+    p.add_argument('--set', dest='set_cfgs', nargs=argparse.REMAINDER, default=None,
+                   help='cfg overrides after the solver\'s, e.g. --set AMP off SIZE_DIVISIBILITY 1')
     return p.parse_args(argv)
 
 
-def make_cfg(solver_path):
-    from fast_rcnn.config import cfg, cfg_copy, cfg_from_dict, cfg_from_file
+def make_cfg(solver_path, set_cfgs=None):
+    from fast_rcnn.config import cfg, cfg_copy, cfg_from_dict, cfg_from_file, cfg_from_list
     from fast_rcnn.train import load_solver
     c = cfg_copy(cfg)
     cfg_from_file(osp.join(c.ROOT_DIR, 'experiments', 'cfgs', 'faster_rcnn_end2end.yml'), c)
     solver = load_solver(osp.join(c.ROOT_DIR, solver_path))
     if solver['cfg']:
         cfg_from_dict(solver['cfg'], c)
+    if set_cfgs:
+        cfg_from_list(set_cfgs, c)
     # one training scale, so that repeats (and runs) time the same input: the middle of TRAIN.SCALES
     c.TRAIN.SCALES = (c.TRAIN.SCALES[len(c.TRAIN.SCALES) // 2],)
     return c, solver
@@ -89,7 +94,7 @@ def bench(net_name, args, tmpdir):
     from fast_rcnn.train import make_optimizer
     from fast_rcnn.test import im_detect
     from nets.faster_rcnn import FasterRCNN
-    c, solver = make_cfg(DEFAULT_SOLVERS[net_name])
+    c, solver = make_cfg(DEFAULT_SOLVERS[net_name], args.set_cfgs)
     device = torch.device(args.device)
     rng = np.random.RandomState(0)
     torch.manual_seed(0)
@@ -132,12 +137,12 @@ def bench(net_name, args, tmpdir):
         from utils.blob import im_list_to_blob, prep_im_for_blob
         img = cv2.imread(path)
         blob_im, scale = prep_im_for_blob(img, c.PIXEL_MEANS, c.TEST.SCALES[0], c.TEST.MAX_SIZE)
-        blob = im_list_to_blob([blob_im])
+        blob = im_list_to_blob([blob_im], int(c.SIZE_DIVISIBILITY))
         data = torch.from_numpy(blob).to(device)
         sync()
         t['data'] = time.perf_counter() - t0
         with torch.no_grad():
-            model(data, np.array([[blob.shape[2], blob.shape[3], scale]], np.float32), timers=t)
+            model(data, np.array([[blob_im.shape[0], blob_im.shape[1], scale]], np.float32), timers=t)
         if it > 0:
             test_rows.append(t)
     return (tuple(blobs['data'].shape[2:]), tuple(blob.shape[2:])), train_rows, test_rows, c
@@ -158,6 +163,8 @@ def report(name, shape, rows, kind):
 
 def main(argv=None):
     args = parse_args(argv)
+    from utils.runtime import tune_cpu_runtime
+    tune_cpu_runtime()
     if args.threads:
         torch.set_num_threads(args.threads)
     print('torch {} on {} ({} threads)'.format(torch.__version__, args.device, torch.get_num_threads()))
@@ -165,9 +172,11 @@ def main(argv=None):
         for name in args.nets:
             (train_shape, test_shape), train_rows, test_rows, c = bench(name.upper(), args, tmp)
             print('=' * 70)
-            print('{}: TRAIN pre/post NMS {}/{}, BATCH_SIZE {}; TEST pre/post {}/{}'.format(
-                name, c.TRAIN.RPN_PRE_NMS_TOP_N, c.TRAIN.RPN_POST_NMS_TOP_N, c.TRAIN.BATCH_SIZE,
-                c.TEST.RPN_PRE_NMS_TOP_N, c.TEST.RPN_POST_NMS_TOP_N))
+            from nets.faster_rcnn import amp_dtype
+            print('{}: TRAIN pre/post NMS {}/{}, BATCH_SIZE {}; TEST pre/post {}/{}; AMP {} ({}); SIZE_DIVISIBILITY {}'
+                  .format(name, c.TRAIN.RPN_PRE_NMS_TOP_N, c.TRAIN.RPN_POST_NMS_TOP_N, c.TRAIN.BATCH_SIZE,
+                          c.TEST.RPN_PRE_NMS_TOP_N, c.TEST.RPN_POST_NMS_TOP_N, c.AMP,
+                          amp_dtype(c.AMP, torch.device(args.device)) or 'float32', c.SIZE_DIVISIBILITY))
             report(name, train_shape, train_rows, 'train')
             report(name, test_shape, test_rows, 'test')
 

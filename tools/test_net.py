@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Test a Faster R-CNN snapshot on an image database and print each class's AP and `Mean AP = 0.xxxx`.
 
-    tools/test_net.py --net output/faster_rcnn_end2end/shapes_trainval/tiny_faster_rcnn_iter_3600.pth \\
+    tools/test_net.py --net output/faster_rcnn_end2end/shapes_trainval/tiny_faster_rcnn_iter_4000.pth \\
         --imdb shapes_test
 
 The cfg starts from the one the snapshot was trained with, then --cfg, then --set.

@@ -13,7 +13,8 @@
 //
 // Determinism: per-channel sums run over fixed blocks of pixels (float within a block, then double), and the blocks
 // are added in order, so the result depends neither on the number of threads nor on the instruction set.
-#include <torch/extension.h>
+#include <ATen/ATen.h>
+#include <torch/python.h>  // not torch/extension.h: the whole C++ frontend, ~20 s more to compile
 
 #include <ATen/Parallel.h>
 

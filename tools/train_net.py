@@ -188,6 +188,8 @@ def train_process(rank, job):
         if rank > 0:  # process 0 prints for all
             sys.stdout = open(os.devnull, 'w')
         cfg_from_dict(job['cfg'])  # a spawned process starts from the defaults
+        from utils.runtime import tune_cpu_runtime
+        tune_cpu_runtime()  # the denormal mode is not inherited through spawn
         torch.set_num_threads(job['threads'])
         if device.type == 'cuda':
             device = torch.device('cuda', rank)

@@ -1,10 +1,19 @@
 """utils.runtime: the tools' process-wide CPU settings."""
 import os
 
+import pytest
+import torch
+
 from utils import runtime
 
 
-def test_onednn_cache_raised_unless_the_user_set_it(monkeypatch):
+@pytest.fixture
+def restore_denormals():
+    yield
+    torch.set_flush_denormal(False)  # the process's default, for the tests that follow
+
+
+def test_onednn_cache_raised_unless_the_user_set_it(monkeypatch, restore_denormals):
     monkeypatch.delenv('ONEDNN_PRIMITIVE_CACHE_CAPACITY', raising=False)
     runtime.tune_cpu_runtime()
     assert os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'] == str(runtime.ONEDNN_PRIMITIVE_CACHE)
@@ -12,3 +21,19 @@ def test_onednn_cache_raised_unless_the_user_set_it(monkeypatch):
     monkeypatch.setenv('ONEDNN_PRIMITIVE_CACHE_CAPACITY', '77')
     runtime.tune_cpu_runtime()
     assert os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'] == '77'
+
+
+def test_denormals_flushed_to_zero(restore_denormals):
+    if not torch.set_flush_denormal(False):
+        pytest.skip('this CPU has no flush-to-zero mode')
+    tiny = torch.tensor([1e-39, -3e-39, 1e-30], dtype=torch.float32)   # two denormals and a normal number
+    assert (tiny[:2] != 0).all()                                        # kept without the setting
+    w = torch.full((8, 8), 1e-39)                                       # a denormal weight, made before
+    assert torch.mm(w, torch.ones(8, 8)).min().item() > 0
+    runtime.tune_cpu_runtime()
+    flushed = torch.tensor([1e-39, -3e-39, 1e-30], dtype=torch.float32)
+    assert flushed.tolist()[:2] == [0.0, 0.0]
+    assert flushed[2].item() == pytest.approx(1e-30)
+    # arithmetic: a denormal input counts as 0 and a product below the normal range becomes 0
+    assert torch.mm(w, torch.ones(8, 8)).abs().max().item() == 0.0
+    assert (torch.full((4,), 1e-20) * 1e-20).tolist() == [0.0] * 4

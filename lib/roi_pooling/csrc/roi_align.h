@@ -1,7 +1,7 @@
 // RoIAlign on the CPU (roi_align.cpp), with torchvision.ops.roi_align's arithmetic; bound in roi_pool.cpp.
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 namespace frcnn_roi_align {
 

@@ -7,7 +7,8 @@
 //   -> (output (R, C, pooled_h, pooled_w), argmax (R, C, pooled_h, pooled_w) int32: flat h * W + w, or -1,
 //       cuda_error: '' or the CUDA failure)
 // backward(grad_output (R, C, ph, pw), rois (R, 5), argmax, N, C, H, W) -> (grad_features (N, C, H, W), cuda_error)
-#include <torch/extension.h>
+#include <ATen/ATen.h>
+#include <torch/python.h>  // not torch/extension.h: the whole C++ frontend, ~20 s more to compile a file
 
 #include <ATen/Parallel.h>
 

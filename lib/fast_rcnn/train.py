@@ -407,7 +407,8 @@ class SolverWrapper:
 
     In a process group (``--nproc N``, torch.distributed), the iter_size minibatches of an iteration are shared
     out (minibatch j to process j % N) and the gradients summed over the processes (through shared memory on the
-    CPU, one all_reduce on GPUs): the same update as one process running them all. Process 0 prints and writes the snapshots.
+    CPU, one all_reduce on GPUs): the same update as one process running them all. Process 0 prints and writes
+    the snapshots.
     """
 
     def __init__(self, model, data_layer, output_dir: str, solver: Dict[str, Any], cfg, classes: Sequence[str],
@@ -589,8 +590,8 @@ class SolverWrapper:
 class SharedMemorySum:
     """The sum over the processes of a torch.distributed group on one machine of a flat float vector, through a
     shared-memory file: each process writes its vector into its own slot, a barrier, then every process adds the
-    slots in rank order. The same bits as one process accumulating the minibatches in order, and ~10x faster than
-    gloo's all_reduce over loopback (6 MB of TINY's gradients: ~3 ms against ~30 ms of a ~170 ms iteration).
+    slots in rank order. The same bits as one process accumulating the minibatches in order, and ~2x as fast as
+    gloo's all_reduce over loopback (TINY's 6 MB of gradients: ~6 ms against ~12 ms).
 
     Two sets of slots, used in alternate calls, so that a process that runs ahead never overwrites a slot that
     another is still reading: it cannot pass the next call's barrier before all have finished reading this one.

@@ -22,9 +22,9 @@ def tune_cpu_runtime() -> None:
     Denormals (|x| < 1.2e-38): weights that get no gradient but weight decay shrink geometrically under Adam until
     they are denormal (TINY's snapshot after 4000 iterations: 4111 of them, most in the RPN's convolutions, the
     weights of anchors no object matches), and every multiply-add that meets one takes a microcode assist: the
-    RPN stage of a TINY minibatch took ~45 ms instead of ~4.5 ms, and training slowed from ~0.13 to ~0.18 s an
-    iteration as they appeared. Flushing them (x86's FTZ/DAZ, what GPUs' fast paths do) changes results only below
-    1.2e-38. It is a setting of the calling thread: threads and forked processes started afterwards inherit it,
+    RPN stage of a TINY minibatch took ~45 ms instead of ~4.5 ms (forward + backward 160-200 ms instead of
+    125-155 ms, one thread, the same minibatch). Flushing them (x86's FTZ/DAZ, what GPUs' fast paths do) changes
+    results only below 1.2e-38. It is a setting of the calling thread: threads and forked processes started afterwards inherit it,
     spawned processes must call this again."""
     os.environ.setdefault('ONEDNN_PRIMITIVE_CACHE_CAPACITY', str(ONEDNN_PRIMITIVE_CACHE))
     torch.set_flush_denormal(True)  # False (and nothing done) where the CPU has no such mode

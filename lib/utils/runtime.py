@@ -24,7 +24,7 @@ def tune_cpu_runtime() -> None:
     weights of anchors no object matches), and every multiply-add that meets one takes a microcode assist: the
     RPN stage of a TINY minibatch took ~45 ms instead of ~4.5 ms (forward + backward 160-200 ms instead of
     125-155 ms, one thread, the same minibatch). Flushing them (x86's FTZ/DAZ, what GPUs' fast paths do) changes
-    results only below 1.2e-38. It is a setting of the calling thread: threads and forked processes started afterwards inherit it,
-    spawned processes must call this again."""
+    results only below 1.2e-38. It is a setting of the calling thread: threads and forked processes started
+    afterwards inherit it, spawned processes must call this again."""
     os.environ.setdefault('ONEDNN_PRIMITIVE_CACHE_CAPACITY', str(ONEDNN_PRIMITIVE_CACHE))
     torch.set_flush_denormal(True)  # False (and nothing done) where the CPU has no such mode

@@ -202,9 +202,13 @@ class FasterRCNN(nn.Module):
             tm.lap('targets')
             rpn_labels = torch.from_numpy(np.ascontiguousarray(labels)).to(device).long().view(1, A * H, W)
             losses['rpn_loss_cls'] = ops.softmax_loss_ignore(rpn_cls_score_reshape, rpn_labels)
+            # only the foreground anchors' deltas have both weights non-zero: every other term is 0 exactly (its
+            # inside weight makes the difference 0), so the loss and its gradient are those of the whole map
+            terms = np.flatnonzero((biw.reshape(-1) != 0) & (bow.reshape(-1) != 0))
             losses['rpn_loss_bbox'] = ops.smooth_l1_loss(
-                rpn_bbox_pred, *(torch.from_numpy(np.ascontiguousarray(x)).to(device).float()
-                                 for x in (bt, biw, bow)), sigma=3.0)
+                rpn_bbox_pred.reshape(1, -1).index_select(1, torch.from_numpy(terms).to(device)),
+                *(torch.from_numpy(x.reshape(1, -1)[:, terms]).to(device).float() for x in (bt, biw, bow)),
+                sigma=3.0)
             tm.lap('loss')
 
         rois = torch.from_numpy(np.ascontiguousarray(rois_np, dtype=np.float32)).to(device)

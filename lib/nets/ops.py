@@ -38,7 +38,14 @@ def softmax_loss_ignore(score: torch.Tensor, labels: torch.Tensor, ignore_label:
     score: (N, C, *) logits; labels: (N, *) int64 with ``ignore_label`` for ignored positions.
     Returns the summed cross entropy over non-ignored positions divided by max(1, their count).
     """
-    valid = labels != ignore_label
-    total = nn.functional.cross_entropy(score, labels.clamp(min=0), reduction='none')
-    total = (total * valid.to(total.dtype)).sum()
-    return total / valid.sum().clamp(min=1).to(total.dtype)
+    n, c = score.shape[:2]
+    # only the non-ignored positions (the RPN's 256 sampled anchors of ~60000) go through the softmax, so its
+    # forward and backward do not sweep the whole map
+    rows = score.reshape(n, c, -1).transpose(1, 2).reshape(-1, c)
+    labels = labels.reshape(-1)
+    if rows.shape[0] != labels.shape[0]:
+        raise ValueError('softmax_loss_ignore: {} labels for scores of shape {}'.format(
+            labels.shape[0], tuple(score.shape)))
+    keep = (labels != ignore_label).nonzero().squeeze(1)
+    total = nn.functional.cross_entropy(rows[keep], labels[keep], reduction='sum')
+    return total / max(int(keep.numel()), 1)

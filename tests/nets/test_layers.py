@@ -346,3 +346,65 @@ def test_bf16_autocast_forward_is_close_to_float32_and_keeps_float32_outputs():
     with torch.no_grad():
         rois, prob, deltas = m16.eval()(data, info)
     assert rois.dtype == prob.dtype == deltas.dtype == torch.float32
+
+
+def test_softmax_loss_ignore_hand_case_and_dense_gradient():
+    from nets.ops import softmax_loss_ignore
+    # (N=1, C=2, 1, 3): positions 0 and 2 labelled, position 1 ignored
+    score = torch.tensor([[[[0.0, 5.0, np.log(3.0)]], [[np.log(3.0), -2.0, 0.0]]]], requires_grad=True)
+    labels = torch.tensor([[[1, -1, 1]]])
+    loss = softmax_loss_ignore(score, labels)
+    # position 0: p(1) = 3/4; position 2: p(1) = 1/4; VALID normalisation: divided by 2
+    np.testing.assert_allclose(float(loss.detach()), (-np.log(0.75) - np.log(0.25)) / 2, rtol=1e-6)
+    loss.backward()
+    # d/dscore = (softmax - onehot) / 2 at labelled positions, 0 at the ignored one
+    want = np.array([[[[0.25, 0.0, 0.75]], [[-0.25, 0.0, -0.75]]]]) / 2
+    np.testing.assert_allclose(score.grad.numpy(), want, rtol=1e-6, atol=1e-7)
+    assert float(softmax_loss_ignore(score, torch.full((1, 1, 3), -1)).detach()) == 0.0
+    with pytest.raises(ValueError, match='labels'):
+        softmax_loss_ignore(score, torch.zeros(1, 1, 4, dtype=torch.long))
+
+
+def test_rpn_losses_of_the_sampled_anchors_equal_the_whole_maps(monkeypatch):
+    from fast_rcnn.losses import smooth_l1_loss
+    from nets import ops
+    c = _cfg()
+    c.ANCHOR_SCALES = (2, 4, 8)
+    c.FEAT_STRIDE = 8
+    c.TRAIN.RPN_PRE_NMS_TOP_N = 200
+    c.TRAIN.RPN_POST_NMS_TOP_N = 50
+    torch.manual_seed(0)
+    m = FasterRCNN('TINY', 4, c).train()
+    m.rng = np.random.RandomState(3)
+    seen = {}
+    atl = ops.anchor_target_layer
+    monkeypatch.setattr(ops, 'anchor_target_layer', lambda *a, **k: seen.setdefault('targets', atl(*a, **k)))
+
+    def keep(name):
+        def hook(module, inputs, output):
+            output.retain_grad()
+            seen[name] = output
+        return hook
+    m.rpn_cls_score.register_forward_hook(keep('cls'))
+    m.rpn_bbox_pred.register_forward_hook(keep('bbox'))
+    data = torch.randn(1, 3, 96, 128) * 50
+    gt = np.array([[10, 10, 50, 60, 1], [60, 20, 120, 90, 3]], np.float32)
+    losses = m(data, np.array([[96, 128, 1.0]], np.float32), gt)
+    (losses['rpn_loss_cls'] + losses['rpn_loss_bbox']).backward()
+    labels, bt, biw, bow = (torch.from_numpy(x) for x in seen['targets'])
+    assert int((biw != 0).sum()) > 0
+    # the dense computation, Caffe's layers as written: every anchor of the map
+    cls = seen['cls'].detach().contiguous().requires_grad_()
+    bbox = seen['bbox'].detach().contiguous().requires_grad_()
+    A, H, W = cls.shape[1] // 2, cls.shape[2], cls.shape[3]
+    score = cls.view(1, 2, A * H, W)
+    lab = labels.long().view(1, A * H, W)
+    valid = (lab != -1).float()
+    ce = torch.nn.functional.cross_entropy(score, lab.clamp(min=0), reduction='none')
+    dense_cls = (ce * valid).sum() / valid.sum()
+    dense_bbox = smooth_l1_loss(bbox, bt, biw, bow, sigma=3.0)
+    (dense_cls + dense_bbox).backward()
+    torch.testing.assert_close(losses['rpn_loss_cls'].detach(), dense_cls.detach(), rtol=1e-6, atol=0)
+    torch.testing.assert_close(losses['rpn_loss_bbox'].detach(), dense_bbox.detach(), rtol=1e-6, atol=0)
+    torch.testing.assert_close(seen['cls'].grad, cls.grad, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(seen['bbox'].grad, bbox.grad, rtol=1e-6, atol=1e-9)

@@ -41,6 +41,10 @@ cfg = __C
 __C.TRAIN = edict()
 # Shortest-side target(s); one is chosen at random per image.
 __C.TRAIN.SCALES = (600,)
+# Added, opt-in: consecutive minibatches in groups of this many share one draw from TRAIN.SCALES (the draw of the
+# group's first minibatch). At the solver's iter_size, the processes of `train_net.py --nproc` then run
+# minibatches of about one size and wait less for each other; 1 is the original's draw per image.
+__C.TRAIN.MINIBATCHES_PER_SCALE = 1
 # Cap on the longest side.
 __C.TRAIN.MAX_SIZE = 1000
 # Images per minibatch (RPN / end2end training needs 1).

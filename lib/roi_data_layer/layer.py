@@ -175,9 +175,18 @@ class RoIDataLayer(object):
 
 def minibatch_for(roidb: Sequence[Dict[str, Any]], db_inds: Sequence[int], iteration: int, num_classes: int,
                   cfg, seed: int) -> Dict[str, np.ndarray]:
-    """get_minibatch for the entries ``db_inds`` with the RandomState of (seed, iteration)."""
+    """get_minibatch for the entries ``db_inds`` with the RandomState of (seed, iteration); with
+    TRAIN.MINIBATCHES_PER_SCALE g > 1, the scales that the RandomState of the group's first minibatch
+    (g * (iteration // g)) draws."""
     minibatch_db = [roidb[int(i)] for i in db_inds]
-    return get_minibatch(minibatch_db, num_classes, cfg, rng=minibatch_rng(seed, iteration))
+    group = int(cfg.TRAIN.get('MINIBATCHES_PER_SCALE', 1))
+    if group < 1:
+        raise ValueError('TRAIN.MINIBATCHES_PER_SCALE must be at least 1 (got {})'.format(group))
+    scale_inds = None
+    if group > 1:
+        first = iteration - iteration % group
+        scale_inds = minibatch_rng(seed, first).randint(0, high=len(cfg.TRAIN.SCALES), size=len(minibatch_db))
+    return get_minibatch(minibatch_db, num_classes, cfg, rng=minibatch_rng(seed, iteration), scale_inds=scale_inds)
 
 
 # --------------------------------------------------------------------------------------------- torch Dataset/Sampler

@@ -30,11 +30,12 @@ def read_image(path: str) -> np.ndarray:
 
 
 def get_minibatch(roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None,
-                  rng: Optional[np.random.RandomState] = None) -> Dict[str, np.ndarray]:
+                  rng: Optional[np.random.RandomState] = None,
+                  scale_inds: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
     """Blobs for the images ``roidb`` (prepared entries).
 
     Returns 'data' (N, 3, H, W) float32 (BGR minus PIXEL_MEANS, each image scaled to a TRAIN.SCALES entry chosen
-    with ``rng`` (default np.random), zero padded). With TRAIN.HAS_RPN (N must be 1): 'im_info' (1, 3) float32
+    with ``rng`` (default np.random) unless ``scale_inds`` (N,) gives the TRAIN.SCALES indices, zero padded). With TRAIN.HAS_RPN (N must be 1): 'im_info' (1, 3) float32
     [[H, W, scale]] and 'gt_boxes' (G, 5) float32 [x1, y1, x2, y2, cls] scaled to the blob, for gt_classes != 0
     and not crowd (a row of gt_overlaps all -1). Without: 'rois' (R, 5) [batch index, x1, y1, x2, y2],
     'labels' (R,), and with TRAIN.BBOX_REG 'bbox_targets', 'bbox_inside_weights', 'bbox_outside_weights'
@@ -45,6 +46,10 @@ def get_minibatch(roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None,
     num_images = len(roidb)
     # one TRAIN.SCALES index per image
     random_scale_inds = rng.randint(0, high=len(cfg.TRAIN.SCALES), size=num_images)
+    if scale_inds is not None:  # drawn all the same, so that the rest of rng's stream does not depend on it
+        random_scale_inds = np.asarray(scale_inds, dtype=np.int64)
+        if random_scale_inds.shape != (num_images,):
+            raise ValueError('scale_inds has shape {}, expected ({},)'.format(random_scale_inds.shape, num_images))
     assert cfg.TRAIN.BATCH_SIZE % num_images == 0, \
         'num_images ({}) must divide BATCH_SIZE ({})'.format(num_images, cfg.TRAIN.BATCH_SIZE)
     rois_per_image = cfg.TRAIN.BATCH_SIZE // num_images

@@ -132,3 +132,26 @@ def test_dataloader_workers_match_single_process(roidb, cfg_copy):
     for b in got:
         it = b.pop('iteration')
         _same(b, full[it])
+
+
+def test_minibatches_per_scale_share_the_first_ones_draw(roidb, cfg_copy):
+    cfg = _cfg(cfg_copy)
+    plain = RoIDataLayer(roidb, 3, cfg, seed=7)
+    plain_blobs = [plain.forward() for _ in range(12)]
+    cfg.TRAIN.MINIBATCHES_PER_SCALE = 2
+    grouped = RoIDataLayer(roidb, 3, cfg, seed=7)
+    sched = MinibatchSchedule(W, H, 1, cfg.TRAIN.ASPECT_GROUPING, 7)
+    targets = []
+    for i in range(12):
+        blobs = grouped.forward()
+        j = int(sched.next_inds()[0])
+        # the shortest side after scaling (MAX_SIZE 200 never binds for these sizes)
+        targets.append(int(round(float(blobs['im_info'][0, 2]) * min(W[j], H[j]))))
+        if i % 2 == 0:  # a group's first minibatch draws as it does alone
+            _same(blobs, plain_blobs[i])
+    assert all(t in cfg.TRAIN.SCALES for t in targets)
+    assert targets[0::2] == targets[1::2]
+    assert len(set(targets)) > 1  # the groups still draw several scales
+    cfg.TRAIN.MINIBATCHES_PER_SCALE = 0
+    with pytest.raises(ValueError, match='MINIBATCHES_PER_SCALE'):
+        RoIDataLayer(roidb, 3, cfg, seed=7).forward()

@@ -35,11 +35,11 @@ def get_minibatch(roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None,
     """Blobs for the images ``roidb`` (prepared entries).
 
     Returns 'data' (N, 3, H, W) float32 (BGR minus PIXEL_MEANS, each image scaled to a TRAIN.SCALES entry chosen
-    with ``rng`` (default np.random) unless ``scale_inds`` (N,) gives the TRAIN.SCALES indices, zero padded). With TRAIN.HAS_RPN (N must be 1): 'im_info' (1, 3) float32
-    [[H, W, scale]] and 'gt_boxes' (G, 5) float32 [x1, y1, x2, y2, cls] scaled to the blob, for gt_classes != 0
-    and not crowd (a row of gt_overlaps all -1). Without: 'rois' (R, 5) [batch index, x1, y1, x2, y2],
-    'labels' (R,), and with TRAIN.BBOX_REG 'bbox_targets', 'bbox_inside_weights', 'bbox_outside_weights'
-    (R, 4 * num_classes), all float32.
+    with ``rng`` (default np.random) unless ``scale_inds`` (N,) gives the TRAIN.SCALES indices, zero padded).
+    With TRAIN.HAS_RPN (N must be 1): 'im_info' (1, 3) float32 [[H, W, scale]] and 'gt_boxes' (G, 5) float32
+    [x1, y1, x2, y2, cls] scaled to the blob, for gt_classes != 0 and not crowd (a row of gt_overlaps all -1).
+    Without: 'rois' (R, 5) [batch index, x1, y1, x2, y2], 'labels' (R,), and with TRAIN.BBOX_REG 'bbox_targets',
+    'bbox_inside_weights', 'bbox_outside_weights' (R, 4 * num_classes), all float32.
     """
     cfg = _cfg(cfg)
     rng = np.random if rng is None else rng

@@ -4,8 +4,8 @@
     tools/test_net.py --net output/faster_rcnn_end2end/shapes_trainval/tiny_faster_rcnn_iter_4000.pth \\
         --imdb shapes_test
 
-The cfg starts from the one the snapshot was trained with, then --cfg, then --set.
-Results go to output/<EXP_DIR>/<imdb name>/<snapshot name>/.
+The cfg starts from the one the snapshot was trained with (less its paths and EXP_DIR), then --cfg, then --set.
+Results go to output/<EXP_DIR>/<imdb name>/<snapshot name>/, EXP_DIR from --cfg or --set (default: default).
 """
 import _init_paths  # noqa: F401
 
@@ -47,7 +47,7 @@ def main(argv=None):
     from utils.runtime import tune_cpu_runtime
     tune_cpu_runtime()
     from datasets.factory import get_imdb
-    from fast_rcnn.config import get_output_dir
+    from fast_rcnn.config import ConfigError, get_output_dir
     from fast_rcnn.test import check_classes, load_detector, resolve_device, test_net
 
     print('Called with args:')
@@ -61,7 +61,14 @@ def main(argv=None):
     if not osp.isfile(args.caffemodel):
         sys.exit('test_net.py: snapshot not found: {}'.format(args.caffemodel))
     cfg_files = [args.cfg_file] if args.cfg_file else []
-    net, cfg, classes = load_detector(args.caffemodel, cfg_files, args.set_cfgs or [], device)
+    try:
+        net, cfg, classes = load_detector(args.caffemodel, cfg_files, args.set_cfgs or [], device)
+    except ConfigError as e:
+        print('test_net.py: {}'.format(e), file=sys.stderr)
+        sys.exit(2 if str(e).startswith('--set') else 1)
+    except (ValueError, RuntimeError) as e:  # a damaged, diverged or foreign snapshot: the message names it
+        print('test_net.py: {}'.format(e), file=sys.stderr)
+        sys.exit(1)
     imdb = get_imdb(args.imdb_name)
     imdb.competition_mode(args.comp_mode)
     try:

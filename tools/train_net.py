@@ -4,8 +4,9 @@
     tools/train_net.py --solver models/shapes/TINY/faster_rcnn_end2end/solver.yml --imdb shapes_trainval \\
         --cfg experiments/cfgs/faster_rcnn_end2end.yml
 
-Config order (later wins): defaults, --cfg, the solver.yml's cfg: block, --set. Without --iters, the solver's
-max_iter. Snapshots go to output/<EXP_DIR>/<imdb name>/; rerunning the same command resumes from the newest one.
+Config order (later wins): defaults, --cfg, the solver.yml's cfg: block and snapshot:, --set. Without --iters,
+the solver's max_iter. Snapshots go to output/<EXP_DIR>/<imdb name>/, which the run locks; rerunning the same
+command resumes from the newest one, --fresh moves the earlier ones to old/<time>/ there.
 --nproc N trains data-parallel in N processes (torch.distributed: gloo on CPU, NCCL on GPUs) that share out each
 iteration's iter_size minibatches: the same training as one process, faster (a run may resume with another N).
 """
@@ -44,11 +45,18 @@ def parse_args(argv=None):
                         help='data-parallel training processes (default 1, at most the solver\'s iter_size): the '
                         'iter_size minibatches of an iteration are shared out and their gradients summed, so the '
                         'result is that of one process; with --device cuda one GPU each (cuda:0 .. cuda:nproc-1)')
-    parser.add_argument('--set', dest='set_cfgs', help='set config keys', default=None, nargs=argparse.REMAINDER)
+    parser.add_argument('--force-unlock', dest='force_unlock', action='store_true',
+                        help='take the output folder\'s lock even if another host\'s run holds it (a run of this '
+                        'host that is gone is noticed without it)')
+    parser.add_argument('--set', dest='set_cfgs', help='set config keys (last: it takes the rest of the line)',
+                        default=None, nargs=argparse.REMAINDER)
     if argv is None and len(sys.argv) == 1:
         parser.print_help()
         sys.exit(1)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.max_iters is not None and args.max_iters < 1:
+        parser.error('--iters must be at least 1, got {}'.format(args.max_iters))
+    return args
 
 
 def combined_roidb(imdb_names, cfg):
@@ -92,10 +100,36 @@ def make_data_layer(roidb, num_classes, cfg, seed):
 
 
 def main(argv=None):
+    """Run; a mistake in the command line (exit status 2), in the data or files (1), or a diverged run (1) ends in
+    one line `train_net.py: message`, not a traceback."""
+    from fast_rcnn.config import ConfigError
+    from fast_rcnn.train import SolverError, TrainingDiverged
+    from utils.atomic import DiskFullError
+    from utils.lock import LockedError
+    try:
+        run(argv)
+    except ConfigError as e:
+        _fail(e, 2 if str(e).startswith('--set') else 1)
+    except (SolverError, LockedError, DiskFullError, TrainingDiverged) as e:
+        _fail(e, 1)
+    except Exception as e:  # noqa: BLE001 - a spawned process reported its own error already
+        import torch.multiprocessing as mp
+        if isinstance(e, mp.ProcessExitedException):
+            sys.exit(1)
+        raise
+
+
+def _fail(e, status):
+    print('train_net.py: {}'.format(e), file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
+def run(argv=None):
     args = parse_args(argv)
     from utils.runtime import tune_cpu_runtime
     tune_cpu_runtime()
-    from fast_rcnn.config import cfg, cfg_from_dict, cfg_from_file, cfg_from_list, cfg_to_dict, get_output_dir
+    from fast_rcnn.config import (ConfigError, cfg, cfg_from_dict, cfg_from_file, cfg_from_list, cfg_to_dict,
+                                  check_cfg, get_output_dir)
     from fast_rcnn.test import resolve_device
     from fast_rcnn.train import filter_roidb, load_solver
     from nets.backbones import build_net
@@ -106,11 +140,15 @@ def main(argv=None):
     if args.cfg_file is not None:
         cfg_from_file(args.cfg_file)
     if solver['cfg']:
-        cfg_from_dict(solver['cfg'])
+        try:
+            cfg_from_dict(solver['cfg'])
+        except ConfigError as e:
+            raise ConfigError('{}: cfg: {}'.format(args.solver, e)) from None
+    if solver['snapshot'] is not None:  # the solver's Caffe key, before --set so that --set wins
+        cfg.TRAIN.SNAPSHOT_ITERS = int(solver['snapshot'])
     if args.set_cfgs is not None:
         cfg_from_list(args.set_cfgs)
-    if solver['snapshot'] is not None:
-        cfg.TRAIN.SNAPSHOT_ITERS = int(solver['snapshot'])
+    check_cfg(cfg)
     device = resolve_device(args.device, args.gpu_id)
     cfg.DEVICE = str(device)
     if device.type == 'cuda':
@@ -161,23 +199,29 @@ def main(argv=None):
            'imdb_name': imdb.name, 'output_dir': output_dir, 'seed': seed, 'max_iters': max_iters,
            'frozen': netdef.frozen if solver['frozen_layers'] is None else list(solver['frozen_layers']),
            'threads': torch.get_num_threads()}
-    if args.nproc == 1:
-        train_process(0, job)
-        return
-    import tempfile
-    import torch.multiprocessing as mp
-    print('Training in {:d} processes of {:d} thread(s) each'.format(args.nproc, torch.get_num_threads()),
-          flush=True)
-    with tempfile.TemporaryDirectory(prefix='train_net_') as tmp:
-        job['rendezvous'] = 'file://' + osp.join(tmp, 'rendezvous')
-        mp.spawn(train_process, args=(job,), nprocs=args.nproc, join=True)
+    from utils.lock import OutputLock
+    with OutputLock(output_dir, force=args.force_unlock) as lock:  # this process runs the run: it holds the lock
+        if lock.took_over:
+            print('Took over the lock of {} from pid {} (on {}), which is gone'.format(
+                output_dir, lock.took_over.get('pid'), lock.took_over.get('host')))
+        if args.nproc == 1:
+            train_process(0, job)
+            return
+        import tempfile
+        import torch.multiprocessing as mp
+        print('Training in {:d} processes of {:d} thread(s) each'.format(args.nproc, torch.get_num_threads()),
+              flush=True)
+        with tempfile.TemporaryDirectory(prefix='train_net_') as tmp:
+            job['rendezvous'] = 'file://' + osp.join(tmp, 'rendezvous')
+            mp.spawn(train_process, args=(job,), nprocs=args.nproc, join=True)
 
 
 def train_process(rank, job):
     """Build the model and the data layer and train: the whole run (rank 0 of 1), or one of --nproc processes."""
     from fast_rcnn.config import cfg, cfg_from_dict
-    from fast_rcnn.train import train_net
+    from fast_rcnn.train import TrainingDiverged, train_net
     from nets.faster_rcnn import FasterRCNN
+    from utils.atomic import DiskFullError
     from nets.weights import load_pretrained
 
     args = job['args']
@@ -218,6 +262,12 @@ def train_process(rank, job):
     try:
         train_net(model, data_layer, job['output_dir'], job['solver'], cfg, job['classes'], job['max_iters'],
                   imdb_name=job['imdb_name'], resume=not args.fresh, seed=seed)
+    except (TrainingDiverged, DiskFullError) as e:
+        if nproc == 1:
+            raise
+        if rank == 0:  # the parent exits 1 on the spawned process's exit status
+            print('train_net.py: {}'.format(e), file=sys.stderr, flush=True)
+        sys.exit(1)
     finally:
         if nproc > 1:
             dist.destroy_process_group()

@@ -221,6 +221,66 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     return value
 
 
+# Allowed ranges of numeric keys, checked whenever a value is set: (low, high), inclusive; None is unbounded.
+# ``SPECIAL`` values are allowed besides the range (-1: "all" for the RPN's top-N, "uniform" for its weight).
+_RANGES = {
+    'TRAIN.SCALES': (1, None), 'TRAIN.MINIBATCHES_PER_SCALE': (1, None), 'TRAIN.MAX_SIZE': (1, None),
+    'TRAIN.IMS_PER_BATCH': (1, None), 'TRAIN.BATCH_SIZE': (1, None), 'TRAIN.FG_FRACTION': (0, 1),
+    'TRAIN.FG_THRESH': (0, 1), 'TRAIN.BG_THRESH_HI': (0, 1), 'TRAIN.BG_THRESH_LO': (0, 1),
+    'TRAIN.BBOX_THRESH': (0, 1), 'TRAIN.SNAPSHOT_ITERS': (0, None), 'TRAIN.BBOX_INSIDE_WEIGHTS': (0, None),
+    'TRAIN.BBOX_NORMALIZE_STDS': (1e-12, None), 'TRAIN.RPN_POSITIVE_OVERLAP': (0, 1),
+    'TRAIN.RPN_NEGATIVE_OVERLAP': (0, 1), 'TRAIN.RPN_FG_FRACTION': (0, 1), 'TRAIN.RPN_BATCHSIZE': (1, None),
+    'TRAIN.RPN_NMS_THRESH': (0, 1), 'TRAIN.RPN_PRE_NMS_TOP_N': (1, None), 'TRAIN.RPN_POST_NMS_TOP_N': (1, None),
+    'TRAIN.RPN_MIN_SIZE': (0, None), 'TRAIN.RPN_BBOX_INSIDE_WEIGHTS': (0, None),
+    'TRAIN.RPN_POSITIVE_WEIGHT': (0, 1),
+    'TEST.SCALES': (1, None), 'TEST.MAX_SIZE': (1, None), 'TEST.NMS': (0, 1), 'TEST.RPN_NMS_THRESH': (0, 1),
+    'TEST.RPN_PRE_NMS_TOP_N': (1, None), 'TEST.RPN_POST_NMS_TOP_N': (1, None), 'TEST.RPN_MIN_SIZE': (0, None),
+    'DEDUP_BOXES': (1e-12, None), 'RNG_SEED': (0, 2 ** 32 - 1), 'EPS': (1e-300, 1), 'GPU_ID': (0, None),
+    'ANCHOR_SCALES': (1e-12, None), 'ANCHOR_RATIOS': (1e-12, None), 'FEAT_STRIDE': (1, None),
+    'SIZE_DIVISIBILITY': (1, None),
+}
+_SPECIAL = {'TRAIN.RPN_PRE_NMS_TOP_N': (-1,), 'TRAIN.RPN_POST_NMS_TOP_N': (-1,), 'TEST.RPN_PRE_NMS_TOP_N': (-1,),
+            'TEST.RPN_POST_NMS_TOP_N': (-1,), 'TRAIN.RPN_POSITIVE_WEIGHT': (-1.0,)}
+# Keys whose tuple must not be empty.
+_NON_EMPTY = ('TRAIN.SCALES', 'TEST.SCALES', 'ANCHOR_SCALES', 'ANCHOR_RATIOS')
+
+
+def _numbers(value: Any):
+    if isinstance(value, np.ndarray):
+        return [float(x) for x in value.ravel()]
+    if isinstance(value, (list, tuple)):
+        return [x for x in value if isinstance(x, (int, float)) and not isinstance(x, bool)]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [value]
+    return []
+
+
+def check_value(key: str, value: Any) -> Any:
+    """``value`` if it is finite and in ``key``'s allowed range, else a ConfigError naming the key and the range."""
+    if key in _NON_EMPTY and isinstance(value, tuple) and not value:
+        raise ConfigError('config key {}: must not be empty'.format(key))
+    lo, hi = _RANGES.get(key, (None, None))
+    for x in _numbers(value):
+        if not np.isfinite(x):
+            raise ConfigError('config key {}: must be a finite number, got {!r}'.format(key, value))
+        if x in _SPECIAL.get(key, ()):
+            continue
+        if (lo is not None and x < lo) or (hi is not None and x > hi):
+            allowed = '[{}, {}]'.format(lo if lo is not None else '-inf', hi if hi is not None else 'inf')
+            if key in _SPECIAL:
+                allowed += ' or {}'.format(' or '.join(str(v) for v in _SPECIAL[key]))
+            raise ConfigError('config key {}: {!r} is out of range (allowed: {})'.format(key, value, allowed))
+    return value
+
+
+def check_cfg(cfg: Optional[edict] = None) -> None:
+    """The checks that involve several keys (each key alone is checked when it is set)."""
+    cfg = __C if cfg is None else cfg
+    if cfg.TRAIN.BG_THRESH_LO > cfg.TRAIN.BG_THRESH_HI:
+        raise ConfigError('config keys TRAIN.BG_THRESH_LO ({}) > TRAIN.BG_THRESH_HI ({}): no RoI can be '
+                          'background'.format(cfg.TRAIN.BG_THRESH_LO, cfg.TRAIN.BG_THRESH_HI))
+
+
 def _merge_a_into_b(a: Mapping, b: edict, prefix: str = '') -> None:
     """Merge dict ``a`` into ``b`` in place, checking every key and type against ``b``."""
     for k, v in a.items():
@@ -232,7 +292,7 @@ def _merge_a_into_b(a: Mapping, b: edict, prefix: str = '') -> None:
                 raise ConfigError('config key {}: expected a mapping of sub-keys, got {!r}'.format(key, v))
             _merge_a_into_b(v, b[k], key + '.')
         else:
-            b[k] = _coerce(key, v, b[k])
+            b[k] = check_value(key, _coerce(key, v, b[k]))
 
 
 def cfg_from_dict(d: Mapping, cfg: Optional[edict] = None) -> None:
@@ -281,8 +341,13 @@ def cfg_from_list(cfg_list: Iterable[Any], cfg: Optional[edict] = None) -> None:
             d = d[sub]
         last = subkeys[-1]
         if last not in d or isinstance(d[last], dict):
-            raise ConfigError('unknown config key: {}'.format(key))
-        d[last] = _coerce(key, _parse_value(text), d[last])
+            hint = ' (an option after --set? --set takes the rest of the command line: put it last)' \
+                if key.startswith('-') else ''
+            raise ConfigError('unknown config key: {}{}'.format(key, hint))
+        try:
+            d[last] = check_value(key, _coerce(key, _parse_value(text), d[last]))
+        except ConfigError as e:
+            raise ConfigError('--set {}'.format(e)) from None
 
 
 def cfg_to_dict(cfg: Optional[edict] = None) -> dict:

@@ -23,8 +23,15 @@ from fast_rcnn.bbox_transform import bbox_transform_inv, clip_boxes
 from fast_rcnn.config import cfg as global_cfg, cfg_copy, cfg_from_dict, cfg_from_file, cfg_from_list
 from utils.blob import im_list_to_blob, prep_im_for_blob
 
-# Keys of a snapshot's cfg that describe the training machine, not the model: never carried over.
-_MACHINE_KEYS = ('ROOT_DIR', 'DATA_DIR', 'MODELS_DIR', 'DEVICE', 'GPU_ID', 'USE_GPU_NMS', 'MATLAB')
+# Keys of a snapshot's cfg that describe the training machine or where it wrote, not the model: never carried
+# over (nor any other *_DIR key), so a snapshot never decides where a later run reads or writes.
+_MACHINE_KEYS = ('ROOT_DIR', 'DATA_DIR', 'MODELS_DIR', 'EXP_DIR', 'DEVICE', 'GPU_ID', 'USE_GPU_NMS', 'MATLAB')
+
+
+def _model_keys(snapshot_cfg: dict) -> dict:
+    """``snapshot_cfg`` less the machine keys and every ``*_DIR`` key, at any depth."""
+    return {k: (_model_keys(v) if isinstance(v, dict) else v) for k, v in snapshot_cfg.items()
+            if k not in _MACHINE_KEYS and not str(k).endswith('_DIR')}
 
 
 def _nms(dets: np.ndarray, thresh: float) -> List[int]:
@@ -38,7 +45,7 @@ def build_cfg(snapshot_cfg: Optional[dict] = None, cfg_files: Sequence[str] = ()
     YAML files, then ``--set`` pairs."""
     c = cfg_copy(global_cfg if base is None else base)
     if snapshot_cfg:
-        cfg_from_dict({k: v for k, v in snapshot_cfg.items() if k not in _MACHINE_KEYS}, c)
+        cfg_from_dict(_model_keys(snapshot_cfg), c)
     for f in cfg_files or ():
         cfg_from_file(f, c)
     if set_cfgs:
@@ -62,9 +69,14 @@ def load_detector(path: str, cfg_files: Sequence[str] = (), set_cfgs: Sequence[s
 
     The model's name (``model.name``) is the snapshot's file name without ``.pth``, as the original used the
     caffemodel's basename for the output folder."""
-    from fast_rcnn.train import load_snapshot
+    from fast_rcnn.train import load_snapshot, nonfinite_tensors
     from nets.faster_rcnn import FasterRCNN
     snap = load_snapshot(path)
+    bad = nonfinite_tensors(snap['model'])
+    if bad:
+        raise ValueError('{}: the snapshot holds NaN or Inf weights ({}{}): its training diverged; test an earlier '
+                         'snapshot'.format(path, ', '.join(bad[:3]), ' and {} more'.format(len(bad) - 3)
+                                           if len(bad) > 3 else ''))
     c = build_cfg(snap.get('cfg'), cfg_files, set_cfgs)
     device = torch.device(device)
     c.DEVICE = str(device)

@@ -31,7 +31,8 @@ import yaml
 
 from fast_rcnn.config import cfg as global_cfg, cfg_to_dict
 
-SNAPSHOT_FORMAT = 'py-faster-rcnn-torch-snapshot/1'
+SNAPSHOT_FORMAT = 'py-faster-rcnn-torch-snapshot/2'   # /2: with a checksum of its tensors
+SNAPSHOT_FORMATS = ('py-faster-rcnn-torch-snapshot/1', SNAPSHOT_FORMAT)
 
 SOLVER_DEFAULTS: Dict[str, Any] = {
     'net': None,
@@ -68,6 +69,14 @@ class SolverError(ValueError):
     """A solver.yml that cannot be used."""
 
 
+class TrainingDiverged(FloatingPointError):
+    """The loss or the weights became NaN or Inf; the message names the iteration and its images."""
+
+
+def _names(images: Sequence[str]) -> str:
+    return ', '.join(images) if images else 'unknown'
+
+
 def load_solver(path: str) -> Dict[str, Any]:
     """Read a solver.yml: Caffe solver keys (see SOLVER_DEFAULTS) plus ``net`` and a ``cfg:`` block.
 
@@ -87,6 +96,8 @@ def load_solver(path: str) -> Dict[str, Any]:
             path, ', '.join(unknown), ', '.join(sorted(SOLVER_DEFAULTS))))
     solver = dict(SOLVER_DEFAULTS)
     solver.update(data)
+    for key, value in data.items():
+        solver[key] = _check_solver_value(path, key, value)
     if not solver['net']:
         raise SolverError('{}: the solver must name its network (net: VGG16, ZF, VGG_CNN_M_1024 or TINY)'.format(path))
     if not solver['snapshot_prefix']:
@@ -97,12 +108,83 @@ def load_solver(path: str) -> Dict[str, Any]:
     if solver['type'] not in SOLVER_TYPES:
         raise SolverError('{}: solver type {!r} is not supported ({})'.format(
             path, solver['type'], ', '.join(SOLVER_TYPES)))
-    if int(solver['iter_size']) < 1:
-        raise SolverError('{}: iter_size must be >= 1'.format(path))
     if solver['cfg'] is not None and not isinstance(solver['cfg'], dict):
         raise SolverError('{}: the cfg: block must be a mapping of config keys'.format(path))
     solver['path'] = osp.abspath(path)
     return solver
+
+
+# Type and range of each solver key: (kind, low, high) with kind 'float' (finite), 'int', 'str', 'bool', 'list';
+# low/high inclusive (None: unbounded). A key absent here takes any value of its kind.
+_SOLVER_RULES: Dict[str, Tuple[str, Optional[float], Optional[float]]] = {
+    'net': ('str', None, None), 'type': ('str', None, None), 'lr_policy': ('str', None, None),
+    'base_lr': ('float', 1e-12, 1.0),          # above 1 every one of these networks diverges at once
+    'gamma': ('float', 1e-12, 1.0), 'stepsize': ('int', 1, None), 'stepvalues': ('list', 0, None),
+    'momentum': ('float', 0.0, 0.999999), 'momentum2': ('float', 0.0, 0.999999), 'delta': ('float', 1e-300, 1.0),
+    'power': ('float', 0.0, 100.0), 'weight_decay': ('float', 0.0, 0.1), 'max_iter': ('int', 1, None),
+    'iter_size': ('int', 1, None), 'display': ('int', 0, None), 'average_loss': ('int', 1, None),
+    'snapshot_prefix': ('str', None, None), 'snapshot': ('int', 0, None), 'frozen_layers': ('list', None, None),
+    'warmup_iters': ('int', 0, None), 'warmup_factor': ('float', 1e-12, 1.0),
+    'clip_gradients': ('float', None, None), 'bias_lr_mult': ('float', 0.0, 100.0),
+    'bias_decay_mult': ('float', 0.0, 100.0), 'norm_decay_mult': ('float', 0.0, 100.0),
+    'from_scratch': ('bool', None, None),
+}
+
+
+def _check_solver_value(path: str, key: str, value: Any) -> Any:
+    """``value`` of solver key ``key`` checked for type, finiteness and range (None stays None: the default)."""
+    rule = _SOLVER_RULES.get(key)
+    if rule is None or value is None:
+        return value
+    kind, lo, hi = rule
+
+    def bad(what: str) -> SolverError:
+        rng = '' if lo is None and hi is None else ' (allowed: [{}, {}])'.format(
+            '-inf' if lo is None else lo, 'inf' if hi is None else hi)
+        return SolverError('{}: solver key {}: {}, got {!r}{}'.format(path, key, what, value, rng))
+
+    def number(v: Any, integer: bool) -> Any:
+        if isinstance(v, bool):
+            raise bad('expected a number')
+        if isinstance(v, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                v = float(v)
+            except ValueError:
+                raise bad('expected a number') from None
+        if not isinstance(v, (int, float)):
+            raise bad('expected a number')
+        if not math.isfinite(v):
+            raise bad('must be finite')
+        if integer:
+            if float(v) != int(v):
+                raise bad('expected an integer')
+            v = int(v)
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise bad('out of range')
+        return v
+
+    if kind in ('float', 'int'):
+        return number(value, kind == 'int')
+    if kind == 'str':
+        if not isinstance(value, str):
+            raise bad('expected a string')
+        if key == 'snapshot_prefix' and (not value or '/' in value or '\\' in value or value in ('.', '..')):
+            raise bad('must be a file name (no path separators)')
+        return value
+    if kind == 'bool':
+        if not isinstance(value, bool):
+            raise bad('expected true or false')
+        return value
+    if not isinstance(value, (list, tuple)):
+        raise bad('expected a list')
+    if key == 'stepvalues':
+        vals = [number(v, True) for v in value]
+        if vals != sorted(vals):
+            raise bad('must be increasing')
+        return vals
+    if not all(isinstance(v, str) for v in value):
+        raise bad('expected a list of layer names')
+    return list(value)
 
 
 def learning_rate(solver: Dict[str, Any], it: int) -> float:
@@ -344,22 +426,79 @@ def find_snapshots(output_dir: str, solver: Dict[str, Any], cfg) -> List[Tuple[i
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:
-    tmp = '{}.tmp.{}'.format(path, os.getpid())
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save to ``path`` atomically (utils.atomic.atomic_write: no temp file left on failure, a full disk
+    reported as such, the previous file intact)."""
+    from utils.atomic import atomic_write
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def clean_stale_snapshot_temps(output_dir: str) -> List[str]:
+    """Remove temp files of snapshot writers on this host that were killed; returns their paths (also the
+    ``NAME.pth.tmp.PID`` files of earlier versions)."""
+    from utils.atomic import clean_stale_temps, pid_alive
+    removed = clean_stale_temps(output_dir)
+    for p in glob.glob(osp.join(output_dir, '*.pth.tmp.*')):
+        pid = p.rsplit('.', 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            try:
+                os.remove(p)
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
+
+
+def tensors_checksum(obj: Any) -> str:
+    """SHA-256 over every tensor of a (nested) snapshot dict, with its place, dtype and shape, in key order; other
+    values by their repr. The ``checksum`` entry itself is left out."""
+    import hashlib
+    h = hashlib.sha256()
+
+    def walk(v: Any, where: str) -> None:
+        if isinstance(v, dict):
+            for k in sorted(v, key=str):
+                if where == '' and k == 'checksum':
+                    continue
+                walk(v[k], '{}/{}'.format(where, k))
+        elif isinstance(v, (list, tuple)):
+            for i, x in enumerate(v):
+                walk(x, '{}[{}]'.format(where, i))
+        elif isinstance(v, torch.Tensor):
+            t = v.detach().cpu().contiguous()
+            h.update('{}:{}:{}\0'.format(where, t.dtype, tuple(t.shape)).encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b'')
+        else:
+            h.update('{}={!r}\0'.format(where, v).encode('utf-8', 'backslashreplace'))
+    walk(obj, '')
+    return h.hexdigest()
+
+
+def nonfinite_tensors(state: Dict[str, torch.Tensor]) -> List[str]:
+    """Names of the floating-point tensors of ``state`` that hold a NaN or an Inf."""
+    return [k for k, v in state.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def load_snapshot(path: str, map_location: str = 'cpu') -> Dict[str, Any]:
-    """Load a snapshot written by SolverWrapper (weights_only), with a clear error for other files."""
+    """Load a snapshot written by SolverWrapper (weights_only), with a clear error for other files, and verify
+    its checksum (snapshots of format /1 have none and load with a note)."""
     if not osp.isfile(path):
         raise FileNotFoundError('snapshot not found: {}'.format(path))
     try:
         snap = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError('{}: not a loadable snapshot ({})'.format(path, e)) from None
-    if not isinstance(snap, dict) or snap.get('format') != SNAPSHOT_FORMAT:
+        raise ValueError('{}: not a loadable snapshot ({})'.format(path, str(e).strip().splitlines()[0]
+                                                                   if str(e).strip() else type(e).__name__)) from None
+    if not isinstance(snap, dict) or snap.get('format') not in SNAPSHOT_FORMATS:
         raise ValueError('{}: not a py-faster-rcnn-torch snapshot (no "format": {!r} entry)'.format(
             path, SNAPSHOT_FORMAT))
+    if snap['format'] == SNAPSHOT_FORMAT:
+        stored = snap.get('checksum')
+        if not isinstance(stored, str) or tensors_checksum(snap) != stored:
+            raise ValueError('{}: the checksum of its tensors does not match: the file is damaged (a copy cut '
+                             'short or bytes changed on disk); use an earlier snapshot'.format(path))
+    else:
+        print('Note: {} is a snapshot of format {} (no checksum to verify)'.format(path, snap['format']))
     return snap
 
 
@@ -426,6 +565,9 @@ class SolverWrapper:
         self.optimizer = make_optimizer(model, solver)
         self._shm_sum: Optional['SharedMemorySum'] = None
         self.iter = 0
+        self._bad: Optional[Tuple[int, float, List[str]]] = None  # a divergence seen on the CPU
+        self._bad_iter: Optional[torch.Tensor] = None              # on a GPU: its first iteration, on the device
+        self._watched: Dict[int, Tuple[float, List[str]]] = {}
         self.bbox_normalize = bool(cfg.TRAIN.BBOX_REG and cfg.TRAIN.BBOX_NORMALIZE_TARGETS)
         if self.bbox_normalize and not cfg.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED:
             raise ValueError('end-to-end training needs TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED: True '
@@ -437,6 +579,7 @@ class SolverWrapper:
         path = osp.join(self.output_dir, snapshot_name(self.solver, self.cfg, self.iter))
         if self.rank != 0:
             return path
+        self.check_weights_finite()
         state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         raw = None
         if self.bbox_normalize:
@@ -461,6 +604,7 @@ class SolverWrapper:
             'rng': get_rng_state(),
             'data_layer': _plain(self.data_layer.state_dict()),
         }
+        snap['checksum'] = tensors_checksum(snap)
         os.makedirs(self.output_dir, exist_ok=True)
         atomic_torch_save(snap, path)
         print('Wrote snapshot to: {:s}'.format(path), flush=True)
@@ -476,6 +620,10 @@ class SolverWrapper:
             raise ValueError('{}: snapshot classes {} differ from the dataset classes {}'.format(
                 path, snap['classes'], self.classes))
         state = dict(snap['model'])
+        bad = nonfinite_tensors(state)
+        if bad:
+            raise ValueError('{}: the snapshot holds NaN or Inf weights ({}): resume from an earlier one'.format(
+                path, ', '.join(bad[:3])))
         if snap.get('bbox_pred_folded'):
             state['bbox_pred.weight'] = snap['bbox_pred_raw']['weight']
             state['bbox_pred.bias'] = snap['bbox_pred_raw']['bias']
@@ -506,12 +654,14 @@ class SolverWrapper:
             lr = learning_rate(s, self.iter)
             self.optimizer.zero_grad()
             sums: Dict[str, torch.Tensor] = {}
+            images: List[str] = []
             for j in range(per_iter):
                 if j % self.nproc != self.rank:  # another process's minibatch
                     self._skip_minibatch()
                     continue
                 self._seed_minibatch(self.iter * per_iter + j)
                 blobs = self.data_layer.forward()
+                images.extend(str(p) for p in blobs.get('image_paths', ()))
                 data = torch.from_numpy(np.ascontiguousarray(blobs['data'], dtype=np.float32)).to(self.device)
                 losses = self.model(data, blobs['im_info'], blobs['gt_boxes'])
                 sum(losses.values()).backward()
@@ -522,14 +672,17 @@ class SolverWrapper:
             parts = {k: float(v) / per_iter for k, v in sums.items()}
             total = sum(parts.values())
             if not math.isfinite(total):
-                raise FloatingPointError('iteration {}: the loss is {} (lr {:g}); lower base_lr or add warm-up'
-                                         .format(self.iter, total, lr))
+                raise TrainingDiverged('iteration {}: the loss is {} (lr {:g}; images: {}); lower base_lr, add '
+                                       'warm-up or clip_gradients. No snapshot was written.'.format(
+                                           self.iter + 1, total, lr, _names(images)))
             self.optimizer.step(lr, per_iter, float(s['clip_gradients']))
+            self._watch_weights(self.iter + 1, lr, images)
             smoothed.append(total)
             for k, v in parts.items():
                 per_loss.setdefault(k, deque(maxlen=smoothed.maxlen)).append(v)
             self.iter += 1
             if display and self.rank == 0 and (self.iter % display == 0 or self.iter == 1):
+                self.check_weights_finite()
                 now = time.time()
                 # seconds per iteration over the iterations since the last line (the first line: since start)
                 spi = (now - t_disp) / max(self.iter - it_disp, 1)
@@ -545,6 +698,44 @@ class SolverWrapper:
         if last_snapshot_iter != self.iter:
             last_path = self.snapshot()
         return last_path
+
+    def _watch_weights(self, it: int, lr: float, images: List[str]) -> None:
+        """After iteration ``it``'s update: on a CPU, stop at once if a weight is NaN or Inf; on a GPU, only note
+        on the device the first such iteration (read by ``check_weights_finite``: no host sync per iteration)."""
+        params = [p for _, p, _, _ in self.optimizer.groups]
+        if not params:
+            return
+        # the max-abs of each tensor: NaN or Inf when any element is
+        finite = torch.stack(torch._foreach_norm(params, float('inf'))).isfinite().all()
+        if self.device.type == 'cpu':
+            if not bool(finite):
+                self._bad = (it, lr, images)
+                self.check_weights_finite()
+            return
+        if self._bad_iter is None:
+            self._bad_iter = torch.full((), -1, dtype=torch.int64, device=self.device)
+            self._watched = {}
+        self._bad_iter = torch.where((self._bad_iter < 0) & ~finite, torch.tensor(it, device=self.device),
+                                     self._bad_iter)
+        self._watched[it] = (lr, images)
+
+    def check_weights_finite(self) -> None:
+        """Raise TrainingDiverged (naming the iteration and its images) if an update made a weight NaN or Inf."""
+        bad = self._bad
+        if bad is None and self._bad_iter is not None:
+            it = int(self._bad_iter)
+            if it >= 0:
+                lr, images = self._watched.get(it, (float('nan'), []))
+                bad = (it, lr, images)
+            self._watched = {}
+        if bad is not None:
+            it, lr, images = bad
+            names = nonfinite_tensors({n: p.detach() for n, p, _, _ in self.optimizer.groups})
+            raise TrainingDiverged(
+                'iteration {}: the update made weights NaN or Inf ({}{}; lr {:g}; images: {}); lower base_lr, add '
+                'warm-up or clip_gradients. No snapshot of these weights was written.'.format(
+                    it, ', '.join(names[:3]), ' and {} more'.format(len(names) - 3) if len(names) > 3 else '',
+                    lr, _names(images)))
 
     def _seed_minibatch(self, m: int) -> None:
         """The target layers' sampling and torch's RNG for minibatch m of the run."""
@@ -642,25 +833,44 @@ def _fmt_eta(sec: float) -> str:
 
 def train_net(model, data_layer, output_dir: str, solver: Dict[str, Any], cfg, classes: Sequence[str],
               max_iters: int, imdb_name: str = '', resume: bool = True, seed: Optional[int] = None) -> str:
-    """Train ``model``; resume from the newest snapshot in ``output_dir`` unless ``resume`` is False (then earlier
-    snapshots of this solver there are removed, so a later resume cannot pick them up). Returns the last snapshot's
-    path; the last line printed is ``Wrote snapshot to: PATH``. In a process group every process calls it (see
-    SolverWrapper); process 0 prints and writes."""
+    """Train ``model``; resume from the newest intact snapshot in ``output_dir`` unless ``resume`` is False (then
+    earlier snapshots of this solver there are moved to ``old/<time>/``, so a later resume cannot pick them up).
+    Returns the last snapshot's path; the last line printed is ``Wrote snapshot to: PATH``. In a process group
+    every process calls it (see SolverWrapper); process 0 prints and writes."""
+    if int(max_iters) < 1:
+        raise ValueError('the number of iterations must be at least 1, got {}'.format(max_iters))
     sw = SolverWrapper(model, data_layer, output_dir, solver, cfg, classes, imdb_name, seed=seed)
     say = print if sw.rank == 0 else (lambda *a, **k: None)
+    if sw.rank == 0:
+        for p in clean_stale_snapshot_temps(output_dir):
+            say('Removed {:s}, the temp file of a snapshot write that was killed'.format(p))
     snaps = find_snapshots(output_dir, solver, cfg)
     if resume and snaps:
-        it, path = snaps[-1]
-        say('Resuming from {:s}'.format(path), flush=True)
-        sw.restore(path)
+        for it, path in reversed(snaps):
+            try:
+                sw.restore(path)
+            except ValueError as e:
+                say('Skipping {}'.format(e), flush=True)
+                continue
+            say('Resuming from {:s}'.format(path), flush=True)
+            break
+        else:
+            raise ValueError('{}: none of the {} snapshots there can be resumed (see above); move them aside or '
+                             'pass --fresh'.format(output_dir, len(snaps)))
         if sw.iter >= max_iters:
             say('Already trained to iteration {:d} (asked for {:d}); nothing to do'.format(sw.iter, max_iters))
             say('Wrote snapshot to: {:s}'.format(path), flush=True)
             return path
-    elif not resume and sw.rank == 0:
+    elif not resume and snaps and sw.rank == 0:
+        aside = osp.join(output_dir, 'old', time.strftime('%Y%m%d-%H%M%S'))
+        k = 1
+        while osp.exists(aside + ('' if k == 1 else '-{}'.format(k))):
+            k += 1
+        aside += '' if k == 1 else '-{}'.format(k)
+        os.makedirs(aside)
         for _, path in snaps:
-            os.remove(path)
-            say('Removed earlier snapshot {:s} (--fresh)'.format(path))
+            os.replace(path, osp.join(aside, osp.basename(path)))
+        say('Moved {:d} earlier snapshot(s) to {:s} (--fresh)'.format(len(snaps), aside))
     say('Solving...', flush=True)
     last = sw.train_model(max_iters)
     say('done solving', flush=True)

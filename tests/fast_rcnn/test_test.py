@@ -50,8 +50,9 @@ def test_build_cfg_order_snapshot_then_file_then_set(tmp_path):
     f.write_text('TEST:\n  NMS: 0.4\n  MAX_SIZE: 700\n')
     snap_cfg = {'TEST': {'NMS': 0.2, 'SCALES': [300], 'MAX_SIZE': 500}, 'ROOT_DIR': '/elsewhere', 'EXP_DIR': 'x'}
     c = build_cfg(snap_cfg, [str(f)], ['TEST.MAX_SIZE', '800'])
-    assert c.TEST.SCALES == (300,) and c.TEST.NMS == 0.4 and c.TEST.MAX_SIZE == 800 and c.EXP_DIR == 'x'
+    assert c.TEST.SCALES == (300,) and c.TEST.NMS == 0.4 and c.TEST.MAX_SIZE == 800
     assert c.ROOT_DIR == cfg.ROOT_DIR          # machine paths are not carried by a snapshot
+    assert c.EXP_DIR == 'default'              # nor where it wrote: a snapshot never decides where a run writes
     assert cfg.TEST.MAX_SIZE == 1000           # the global cfg is untouched
 
 

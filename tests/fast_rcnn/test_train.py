@@ -302,6 +302,8 @@ def test_snapshot_contents_and_identical_detections(tmp_path):
     torch.testing.assert_close(d2, d1 * stds + means, rtol=1e-5, atol=1e-6)
     # weights of an older version of the network (here: TINY's head without its LayerNorm): the file is named
     del snap['model']['head.norm6.weight']
+    from fast_rcnn.train import tensors_checksum
+    snap['checksum'] = tensors_checksum(snap)  # a well-formed file of that older version
     old = str(tmp_path / 'old.pth')
     torch.save(snap, old)
     with pytest.raises(RuntimeError, match=r'(?s)old\.pth: its weights do not fit the TINY network.*'

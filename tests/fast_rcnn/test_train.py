@@ -9,6 +9,8 @@ import torch
 
 from fast_rcnn.train import (CaffeAdam, CaffeSGD, SolverWrapper, find_snapshots, learning_rate, load_solver,
                              load_snapshot, make_optimizer, param_groups, train_net)
+from tiny_training import CLASSES, TinyData as _TinyData, tiny_cfg as _cfg, tiny_model as _model
+from tiny_training import tiny_solver as _solver
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
@@ -161,81 +163,6 @@ def test_solver_unknown_key_is_an_error(tmp_path):
 
 
 # ----------------------------------------------------------------------------- tiny end-to-end runs
-class _TinyData:
-    """A deterministic in-memory data layer over a few synthetic images (test double of RoIDataLayer)."""
-
-    def __init__(self, n=3, seed=0):
-        rng = np.random.RandomState(seed)
-        self.items = []
-        for _ in range(n):
-            im = rng.randn(1, 3, 96, 128).astype(np.float32) * 10
-            boxes = []
-            for k in range(2):
-                x1, y1 = rng.randint(0, 60), rng.randint(0, 40)
-                w, h = rng.randint(24, 60), rng.randint(24, 50)
-                cls = 1 + (k % 2)
-                im[0, :, y1:y1 + h, x1:x1 + w] += (60.0 if cls == 1 else -60.0)
-                boxes.append([x1, y1, x1 + w - 1, y1 + h - 1, cls])
-            self.items.append((im, np.array(boxes, np.float32)))
-        self.rng = np.random.RandomState(seed + 1)
-        self.perm = self.rng.permutation(n)
-        self.cur = 0
-
-    def forward(self):
-        if self.cur >= len(self.perm):
-            self.perm = self.rng.permutation(len(self.items))
-            self.cur = 0
-        im, gt = self.items[self.perm[self.cur]]
-        self.cur += 1
-        return {'data': im, 'im_info': np.array([[96, 128, 1.0]], np.float32), 'gt_boxes': gt}
-
-    def state_dict(self):
-        st = self.rng.get_state()
-        return {'perm': self.perm.copy(), 'cur': self.cur, 'keys': st[1].copy(), 'pos': st[2]}
-
-    def load_state_dict(self, s):
-        self.perm = np.asarray(s['perm'])
-        self.cur = int(s['cur'])
-        self.rng.set_state(('MT19937', np.asarray(s['keys'], np.uint32), int(s['pos']), 0, 0.0))
-
-
-def _cfg():
-    from fast_rcnn.config import cfg, cfg_copy, cfg_from_file
-    c = cfg_copy(cfg)
-    cfg_from_file(osp.join(ROOT, 'experiments', 'cfgs', 'faster_rcnn_end2end.yml'), c)
-    c.TRAIN.RPN_PRE_NMS_TOP_N = 300
-    c.TRAIN.RPN_POST_NMS_TOP_N = 60
-    c.TRAIN.BATCH_SIZE = 32
-    c.TRAIN.RPN_BATCHSIZE = 64
-    c.TRAIN.RPN_MIN_SIZE = 4
-    c.TEST.RPN_PRE_NMS_TOP_N = 300
-    c.TEST.RPN_POST_NMS_TOP_N = 30
-    c.TEST.RPN_MIN_SIZE = 4
-    c.ANCHOR_SCALES = (2, 4)
-    c.TRAIN.SNAPSHOT_ITERS = 3
-    return c
-
-
-def _solver(**kw):
-    s = load_solver(osp.join(ROOT, 'models', 'shapes', 'TINY', 'faster_rcnn_end2end', 'solver.yml'))
-    s.update(base_lr=0.01, warmup_iters=5, warmup_factor=0.1, display=0, snapshot_prefix='t')
-    s.update(kw)
-    return s
-
-
-def _model(c, seed=0):
-    from nets.faster_rcnn import FasterRCNN
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    c.FEAT_STRIDE = 8
-    m = FasterRCNN('TINY', 3, c)
-    m.rng = np.random.RandomState(seed)
-    return m
-
-
-CLASSES = ['__background__', 'bright', 'dark']
-
-
 def test_short_training_run_loss_falls(tmp_path):
     c = _cfg()
     c.TRAIN.SNAPSHOT_ITERS = 1000

@@ -8,6 +8,8 @@ ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 import _init_paths  # noqa: E402,F401  (the same code the tools run)
 
+# hypothesis float strategies here say allow_subnormal=False: utils.runtime turns on flush-to-zero, after which
+# hypothesis refuses to draw subnormals (FloatingPointError) in whichever test runs next.
 ORACLE_DIR = osp.abspath(osp.join(ROOT, '..', 'shared', 'oracle'))
 
 

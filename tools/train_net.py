@@ -86,6 +86,24 @@ def combined_roidb(imdb_names, cfg):
     return imdb, roidb
 
 
+def build_train_cfg(args, solver, cfg):
+    """Fill ``cfg`` in place, later wins: --cfg, the solver's cfg: block, its snapshot: (Caffe's key), --set."""
+    from fast_rcnn.config import ConfigError, cfg_from_dict, cfg_from_file, cfg_from_list, check_cfg
+    if args.cfg_file is not None:
+        cfg_from_file(args.cfg_file, cfg)
+    if solver['cfg']:
+        try:
+            cfg_from_dict(solver['cfg'], cfg)
+        except ConfigError as e:
+            raise ConfigError('{}: cfg: {}'.format(args.solver, e)) from None
+    if solver['snapshot'] is not None:
+        cfg.TRAIN.SNAPSHOT_ITERS = int(solver['snapshot'])
+    if args.set_cfgs is not None:
+        cfg_from_list(args.set_cfgs, cfg)
+    check_cfg(cfg)
+    return cfg
+
+
 def make_data_layer(roidb, num_classes, cfg, seed):
     """The datasets helper's resumable RoIDataLayer."""
     from roi_data_layer.layer import RoIDataLayer
@@ -128,8 +146,7 @@ def run(argv=None):
     args = parse_args(argv)
     from utils.runtime import tune_cpu_runtime
     tune_cpu_runtime()
-    from fast_rcnn.config import (ConfigError, cfg, cfg_from_dict, cfg_from_file, cfg_from_list, cfg_to_dict,
-                                  check_cfg, get_output_dir)
+    from fast_rcnn.config import cfg, cfg_to_dict, get_output_dir
     from fast_rcnn.test import resolve_device
     from fast_rcnn.train import filter_roidb, load_solver
     from nets.backbones import build_net
@@ -137,18 +154,7 @@ def run(argv=None):
     print('Called with args:')
     print(args)
     solver = load_solver(args.solver)
-    if args.cfg_file is not None:
-        cfg_from_file(args.cfg_file)
-    if solver['cfg']:
-        try:
-            cfg_from_dict(solver['cfg'])
-        except ConfigError as e:
-            raise ConfigError('{}: cfg: {}'.format(args.solver, e)) from None
-    if solver['snapshot'] is not None:  # the solver's Caffe key, before --set so that --set wins
-        cfg.TRAIN.SNAPSHOT_ITERS = int(solver['snapshot'])
-    if args.set_cfgs is not None:
-        cfg_from_list(args.set_cfgs)
-    check_cfg(cfg)
+    build_train_cfg(args, solver, cfg)
     device = resolve_device(args.device, args.gpu_id)
     cfg.DEVICE = str(device)
     if device.type == 'cuda':

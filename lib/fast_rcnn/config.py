@@ -20,7 +20,7 @@ Keys added beyond the original (each keeps the original's behaviour by default):
 - ``DEVICE``: ``'cpu'``, ``'cuda'`` or ``'cuda:N'``; the original's ``GPU_ID``/``USE_GPU_NMS`` still exist.
 - ``AMP``: bfloat16 autocast for the convolutions and fc layers (opt-in; ``'auto'`` where the hardware has it).
 - ``SIZE_DIVISIBILITY``: image blobs padded to a multiple of this size (opt-in; 1 = the original).
-- ``SKIP_BAD_ANNOTATIONS``: warn and skip broken annotation input instead of stopping with an error.
+- ``SKIP_BAD_ANNOTATIONS``: warn and skip a broken annotation or image instead of stopping with an error.
 """
 from __future__ import annotations
 
@@ -161,8 +161,10 @@ __C.AMP = 'off'
 # convolutions for every new input size, and a training run's images come in hundreds of sizes; a few dozen padded
 # sizes let it reuse them.
 __C.SIZE_DIVISIBILITY = 1
-# Added: broken annotations (unparsable XML, missing image, degenerate box, unknown class, ...) are an error naming
-# the file and object; True makes them a warning, and the object or image is skipped.
+# Added: broken input is an error naming the file (and the line or object): an annotation that does not parse, an
+# object of an unknown class or with a box outside its image, a missing, unreadable or truncated image. True makes
+# each a warning naming it and skips the object or image, in every split alike (evaluation leaves it out too).
+# A broken image set or classes.txt is always an error.
 __C.SKIP_BAD_ANNOTATIONS = False
 
 
@@ -284,6 +286,8 @@ def check_cfg(cfg: Optional[edict] = None) -> None:
 def _merge_a_into_b(a: Mapping, b: edict, prefix: str = '') -> None:
     """Merge dict ``a`` into ``b`` in place, checking every key and type against ``b``."""
     for k, v in a.items():
+        if not isinstance(k, str):
+            raise ConfigError('config keys are names; got {!r} under {}'.format(k, prefix.rstrip('.') or 'the top level'))
         key = prefix + k
         if k not in b:
             raise ConfigError('unknown config key: {}'.format(key))
@@ -302,6 +306,8 @@ def cfg_from_dict(d: Mapping, cfg: Optional[edict] = None) -> None:
 
 def cfg_from_file(filename: str, cfg: Optional[edict] = None) -> None:
     """Merge a YAML config file into ``cfg`` (default: the global cfg), in place."""
+    if not osp.isfile(filename):
+        raise ConfigError('config file not found: {}'.format(filename))
     with open(filename) as f:
         try:
             yaml_cfg = yaml.safe_load(f)
@@ -327,23 +333,29 @@ def _parse_value(text: Any) -> Any:
 
 
 def cfg_from_list(cfg_list: Iterable[Any], cfg: Optional[edict] = None) -> None:
-    """Apply ``--set`` pairs: ``['TRAIN.SCALES', '(500,)', 'EXP_DIR', 'x', ...]``, in place."""
+    """Apply ``--set`` pairs: ``['TRAIN.SCALES', '(500,)', 'EXP_DIR', 'x', ...]``, in place; all or none of them
+    (errors start with ``--set``)."""
     cfg = __C if cfg is None else cfg
     cfg_list = list(cfg_list)
     if len(cfg_list) % 2 != 0:
         raise ConfigError('--set needs KEY VALUE pairs; got an odd number of items: {}'.format(cfg_list))
+    _apply_pairs(cfg_list, copy.deepcopy(cfg))  # raises before anything is changed
+    _apply_pairs(cfg_list, cfg)
+
+
+def _apply_pairs(cfg_list, cfg: edict) -> None:
     for key, text in zip(cfg_list[0::2], cfg_list[1::2]):
         d = cfg
-        subkeys = key.split('.')
+        subkeys = str(key).split('.')
         for sub in subkeys[:-1]:
             if sub not in d or not isinstance(d[sub], dict):
-                raise ConfigError('unknown config key: {}'.format(key))
+                raise ConfigError('--set unknown config key: {}'.format(key))
             d = d[sub]
         last = subkeys[-1]
         if last not in d or isinstance(d[last], dict):
             hint = ' (an option after --set? --set takes the rest of the command line: put it last)' \
-                if key.startswith('-') else ''
-            raise ConfigError('unknown config key: {}{}'.format(key, hint))
+                if str(key).startswith('-') else ''
+            raise ConfigError('--set unknown config key: {}{}'.format(key, hint))
         try:
             d[last] = check_value(key, _coerce(key, _parse_value(text), d[last]))
         except ConfigError as e:

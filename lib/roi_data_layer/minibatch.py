@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 
+from datasets.ds_utils import read_image as ds_read_image
 from datasets.imdb import dense_overlaps
 from utils.blob import im_list_to_blob, prep_im_for_blob
 
@@ -22,11 +22,9 @@ def _cfg(cfg=None):
 
 
 def read_image(path: str) -> np.ndarray:
-    """BGR uint8 (H, W, 3) image; a clear error when it cannot be read."""
-    im = cv2.imread(path, cv2.IMREAD_COLOR)
-    if im is None:
-        raise IOError('cannot read image {}'.format(path))
-    return im
+    """BGR uint8 (H, W, 3) image, its pixels as stored (no EXIF rotation), as datasets.ds_utils.read_image; a
+    file that cannot be read, is truncated or does not decode raises ImageFileError (an OSError) naming it."""
+    return ds_read_image(path)
 
 
 def get_minibatch(roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None,
@@ -39,7 +37,8 @@ def get_minibatch(roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None,
     With TRAIN.HAS_RPN (N must be 1): 'im_info' (1, 3) float32 [[H, W, scale]] and 'gt_boxes' (G, 5) float32
     [x1, y1, x2, y2, cls] scaled to the blob, for gt_classes != 0 and not crowd (a row of gt_overlaps all -1).
     Without: 'rois' (R, 5) [batch index, x1, y1, x2, y2], 'labels' (R,), and with TRAIN.BBOX_REG 'bbox_targets',
-    'bbox_inside_weights', 'bbox_outside_weights' (R, 4 * num_classes), all float32.
+    'bbox_inside_weights', 'bbox_outside_weights' (R, 4 * num_classes), all float32. Always 'image_paths': the
+    N images' paths (a list of str).
     """
     cfg = _cfg(cfg)
     rng = np.random if rng is None else rng
@@ -56,7 +55,7 @@ def get_minibatch(roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None,
     fg_rois_per_image = int(np.round(cfg.TRAIN.FG_FRACTION * rois_per_image))
 
     im_blob, im_scales, im_shapes = _get_image_blob(roidb, random_scale_inds, cfg)
-    blobs = {'data': im_blob}
+    blobs = {'data': im_blob, 'image_paths': [entry['image'] for entry in roidb]}  # named when training diverges
 
     if cfg.TRAIN.HAS_RPN:
         assert len(im_scales) == 1, 'Single batch only'

@@ -32,6 +32,7 @@ def test_rpn_minibatch(tmp_path, cfg_copy):
     b = get_minibatch([_entry(p)], 3, cfg_copy, rng=np.random.RandomState(0))
     assert b['data'].shape == (1, 3, 80, 120) and b['data'].dtype == np.float32
     np.testing.assert_array_equal(b['im_info'], np.array([[80, 120, 2]], np.float32))
+    assert b['image_paths'] == [p]  # what a divergence error names
     # crowd (overlaps -1) and gt_classes 0 rows left out; boxes scaled by 2
     np.testing.assert_array_equal(b['gt_boxes'], [[2, 4, 20, 40, 1], [60, 10, 118, 78, 2]])
     means = cfg_copy.PIXEL_MEANS.ravel()

@@ -2,19 +2,22 @@
 
 A cache file holds its key (a hex digest of everything it was built from: file contents or stats, image set,
 options, class list, format version). A load whose key differs returns None and the caller rebuilds and
-overwrites. Files are .npz (read with ``allow_pickle=False``) or .json, written to a temporary file in the same
-folder and moved into place with ``os.replace``, so a reader never sees half a file and a cache from someone
-else cannot execute code.
+overwrites. Files are .npz (read with ``allow_pickle=False``) or .json, written through utils.atomic.atomic_write
+(a temporary file in the same folder moved into place with ``os.replace``, removed on failure; a full disk is
+reported as 'no space left on device while writing PATH'), so a reader never sees half a file and a cache from
+someone else cannot execute code. Every read and write of a cache also removes the temporary files that killed
+writers left in its folder (utils.atomic.clean_stale_temps).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import tempfile
 from typing import Any, Dict, Iterable, Mapping, Optional
 
 import numpy as np
+
+from utils.atomic import atomic_write, clean_stale_temps
 
 #: Bump when the layout of any cache changes; it is part of every key.
 CACHE_FORMAT_VERSION = 3
@@ -51,18 +54,30 @@ def stat_signature(paths: Iterable[str]) -> str:
 
 
 def dir_signature(folder: str) -> str:
-    """Hex digest over the names, sizes and mtimes of a folder's entries (e.g. JPEGImages/)."""
+    """Hex digest over the relative paths, sizes and mtimes of every file under a folder, subfolders included
+    (e.g. JPEGImages/ with images in subfolders); symbolic links to folders are followed once."""
     h = hashlib.sha1()
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
+    if not os.path.isdir(folder):
         return 'missing'
-    for e in entries:
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         try:
-            st = e.stat()
-            h.update('{}\0{}\0{}\1'.format(e.name, st.st_size, st.st_mtime_ns).encode('utf-8', 'surrogateescape'))
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in seen:  # a link loop
+                dirnames[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
         except OSError:
-            h.update('{}\0?\1'.format(e.name).encode('utf-8', 'surrogateescape'))
+            pass
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, folder)
+        for name in sorted(filenames):
+            p = name if rel == '.' else os.path.join(rel, name)
+            try:
+                st = os.stat(os.path.join(dirpath, name))
+                h.update('{}\0{}\0{}\1'.format(p, st.st_size, st.st_mtime_ns).encode('utf-8', 'surrogateescape'))
+            except OSError:
+                h.update('{}\0?\1'.format(p).encode('utf-8', 'surrogateescape'))
     return h.hexdigest()
 
 
@@ -72,25 +87,18 @@ def make_key(**parts: Any) -> str:
     return hashlib.sha1(payload.encode('utf-8')).hexdigest()
 
 
-def _atomic_write(path: str, write_fn) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
+def _clean(path: str) -> None:
+    """Remove the temp files of killed writers beside ``path`` (never fails)."""
     try:
-        with os.fdopen(fd, 'wb') as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a cache is as readable as any file
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        clean_stale_temps(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        pass
+
+
+def _atomic_write(path: str, write_fn) -> None:
+    """utils.atomic.atomic_write (a cache is as readable as any file), after removing stale temp files."""
+    _clean(path)
+    atomic_write(path, write_fn, mode=0o666)
 
 
 def atomic_save_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
@@ -108,6 +116,7 @@ def atomic_save_json(path: str, obj: Any) -> None:
 
 def load_npz_if_key(path: str, key: str) -> Optional[Dict[str, np.ndarray]]:
     """The arrays of ``path`` if it exists, is readable without pickle and its '__key__' equals ``key``; else None."""
+    _clean(path)
     if not os.path.exists(path):
         return None
     try:
@@ -128,6 +137,7 @@ def save_npz_with_key(path: str, key: str, arrays: Mapping[str, np.ndarray]) -> 
 
 def load_json_if_key(path: str, key: str) -> Optional[Any]:
     """The 'data' of a JSON cache written by save_json_with_key if its key equals ``key``; else None."""
+    _clean(path)
     if not os.path.exists(path):
         return None
     try:

@@ -80,7 +80,7 @@ def _load_recs(annopath: str, imagenames: List[str], cachedir: Optional[str]) ->
 
 
 def _read_detections(detfile: str) -> Tuple[List[str], np.ndarray, np.ndarray]:
-    with open(detfile, 'r') as f:
+    with open(detfile, 'r', encoding='utf-8') as f:
         lines = f.readlines()
     splitlines = [x.strip().split(' ') for x in lines if x.strip()]
     image_ids = [x[0] for x in splitlines]
@@ -93,7 +93,8 @@ def _read_detections(detfile: str) -> Tuple[List[str], np.ndarray, np.ndarray]:
 
 def voc_eval(detpath: str, annopath: str, imagesetfile: str, classname: str, cachedir: Optional[str],
              ovthresh: float = 0.5, use_07_metric: bool = False,
-             canonical_names: bool = False) -> Tuple[np.ndarray, np.ndarray, float]:
+             canonical_names: bool = False,
+             recs: Optional[Dict[str, List[Dict[str, Any]]]] = None) -> Tuple[np.ndarray, np.ndarray, float]:
     """rec, prec, ap = voc_eval(detpath, annopath, imagesetfile, classname, cachedir, [ovthresh], [use_07_metric])
 
     detpath: template of the detections file, detpath.format(classname) -> lines 'id score x1 y1 x2 y2' (1-based).
@@ -101,13 +102,21 @@ def voc_eval(detpath: str, annopath: str, imagesetfile: str, classname: str, cac
     imagesetfile: text file with one image name per line. cachedir: folder for the annotation cache (or None).
     ovthresh: a detection is a true positive when its IoU (+1 widths) with the best gt is > ovthresh.
     use_07_metric: the VOC07 11-point AP. canonical_names (added; off = the original): compare class names
-    lower-cased and stripped, as the loaders do.
+    lower-cased and stripped, as the loaders do. recs (added): the ground truth, {image name: [{'name',
+    'difficult', 'bbox'}, ...]} for every image of the image set, instead of the annotation files (the datasets
+    pass the objects they checked, so that evaluation scores against what was validated); annopath and cachedir
+    are then not used.
     Returns rec (D,), prec (D,) float64 arrays (cumulative over detections by descending score) and ap.
     """
-    with open(imagesetfile, 'r') as f:
+    with open(imagesetfile, 'r', encoding='utf-8') as f:
         lines = f.readlines()
     imagenames = [x.strip() for x in lines if x.strip()]
-    recs = _load_recs(annopath, imagenames, cachedir)
+    if recs is None:
+        recs = _load_recs(annopath, imagenames, cachedir)
+    else:
+        absent = [n for n in imagenames if n not in recs]
+        if absent:
+            raise ValueError('{}: no ground truth given for the images {}'.format(imagesetfile, absent[:5]))
 
     def name_of(obj):
         return obj['name'].strip().lower() if canonical_names else obj['name']

@@ -6,6 +6,9 @@ with '#' are ignored; '__background__' is added first), else they are the sorted
 folder's annotations, so every split of one folder has the same classes. Class names are compared lower-cased
 and stripped. The image of <id> is JPEGImages/<filename> from the annotation, else JPEGImages/<id> with .jpg,
 .jpeg, .png or .bmp. Evaluation uses the VOC07 11-point metric; results files go to <output_dir>/results/.
+Every split is checked the same way when the dataset is constructed (see datasets.pascal_voc): the image set,
+the annotations, the class names (they become parts of file names: no '/', '\\', NUL, '.', '..') and the image
+files (whole; read as stored, without EXIF rotation).
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from typing import List, Optional, Sequence
 
 from datasets.cache import hash_files, load_json_if_key, make_key, save_json_with_key
 from datasets.pascal_voc import skip_bad_annotations, voc_layout
-from datasets.voc_xml import AnnotationError, canonical_class_name, parse_voc_xml
+from datasets.voc_xml import (AnnotationError, canonical_class_name, class_name_problem, describe_object,
+                              is_utf8_name, parse_voc_xml, shown_path)
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.JPG', '.JPEG', '.PNG', '.BMP')
 
@@ -29,23 +33,41 @@ def is_voc_folder(path: str) -> bool:
 
 
 def read_classes_file(path: str) -> List[str]:
-    """Class names of a classes.txt (canonical: stripped, lower-cased), without '__background__'."""
+    """Class names of a classes.txt (canonical: stripped, lower-cased), without '__background__'.
+
+    Raises ValueError naming the file and line for a line that is not UTF-8, a name listed twice and a name that
+    cannot be part of a file name (voc_xml.class_name_problem: '/', '\\', NUL, '.', '..', ...)."""
     names: List[str] = []
-    with open(path, 'r', encoding='utf-8') as f:
-        for ln, line in enumerate(f, 1):
-            name = canonical_class_name(line)
-            if not name or name.startswith('#') or name == '__background__':
-                continue
-            if name in names:
-                raise ValueError('{}:{}: class {!r} is listed twice'.format(path, ln, name))
-            names.append(name)
+    with open(path, 'rb') as f:
+        data = f.read()
+    for ln, raw in enumerate(data.split(b'\n'), 1):
+        try:
+            line = raw.decode('utf-8')
+        except UnicodeDecodeError as e:
+            raise ValueError('{}:{}: the line is not UTF-8 text (byte {!r} at column {}): {!r}'.format(
+                shown_path(path), ln, raw[e.start:e.start + 1], e.start + 1, raw.strip())) from None
+        if ln == 1:
+            line = line.lstrip('\ufeff')
+        name = canonical_class_name(line)
+        if not name or name.startswith('#') or name == '__background__':
+            continue
+        problem = class_name_problem(name)
+        if problem:
+            raise ValueError('{}:{}: class {!r} cannot be used: {}'.format(shown_path(path), ln, name, problem))
+        if name in names:
+            raise ValueError('{}:{}: class {!r} is listed twice'.format(shown_path(path), ln, name))
+        names.append(name)
     if not names:
-        raise ValueError('{}: no class names in the file'.format(path))
+        raise ValueError('{}: no class names in the file'.format(shown_path(path)))
     return names
 
 
 def scan_classes(folder: str, cache_dir: Optional[str] = None) -> List[str]:
-    """Sorted canonical class names found in all of folder/Annotations/*.xml (cached by the files' contents)."""
+    """Sorted canonical class names found in all of folder/Annotations/*.xml (cached by the files' contents).
+
+    An annotation whose file name is not UTF-8 (no image set line could name it), that does not parse, or whose
+    object's class cannot be part of a file name is an AnnotationError naming the file (and object), or with
+    SKIP_BAD_ANNOTATIONS a warning, and it (or the object) is left out."""
     files = sorted(glob.glob(osp.join(folder, 'Annotations', '*.xml')))
     key = make_key(kind='voc_folder_classes', files=files, content=hash_files(files),
                    skip=skip_bad_annotations())
@@ -54,21 +76,34 @@ def scan_classes(folder: str, cache_dir: Optional[str] = None) -> List[str]:
         import hashlib
         cache_file = osp.join(cache_dir, 'classes_{}_{}.json'.format(
             osp.basename(osp.normpath(folder)),
-            hashlib.sha1(osp.abspath(folder).encode('utf-8')).hexdigest()[:12]))
+            hashlib.sha1(osp.abspath(folder).encode('utf-8', 'surrogateescape')).hexdigest()[:12]))
         cached = load_json_if_key(cache_file, key)
         if cached is not None:
             return cached
     names = set()
+
+    def bad(msg: str) -> None:
+        if not skip_bad_annotations():
+            raise AnnotationError(msg)
+        warnings.warn('skipping {}'.format(msg))
+
     for f in files:
+        if not is_utf8_name(f):
+            bad('{}: the file name is not UTF-8: no image set line can name it; rename it'.format(shown_path(f)))
+            continue
         try:
             rec = parse_voc_xml(f)
         except AnnotationError as e:
-            if not skip_bad_annotations():
-                raise
-            warnings.warn('skipping {}'.format(e))
+            bad(str(e))
             continue
-        for obj in rec['objects']:
-            names.add(canonical_class_name(obj['name']))
+        for ix, obj in enumerate(rec['objects']):
+            name = canonical_class_name(obj['name'])
+            problem = class_name_problem(name)
+            if problem and name != '__background__':
+                bad('{}: {}: class {!r} cannot be used: {}'.format(shown_path(f), describe_object(ix, obj['name']),
+                                                                   name, problem))
+                continue
+            names.add(name)
     names.discard('__background__')
     result = sorted(names)
     if cache_file:
@@ -81,6 +116,7 @@ class voc_folder(voc_layout):
 
     _strict = True
     _canonical_eval_names = True
+    _keep_eval_image_list = True
 
     def __init__(self, path: str, image_set: str, name: Optional[str] = None,
                  classes: Optional[Sequence[str]] = None, cache_dir: Optional[str] = None):
@@ -109,42 +145,41 @@ class voc_folder(voc_layout):
                                         if canonical_class_name(c) != '__background__']
         voc_layout.__init__(self, name, image_set, path, classes, cache_dir=cache_dir)
         # a folder has no selective-search boxes: ground truth unless set_proposal_method says otherwise
+        # (voc_layout.__init__ has checked every annotation and image and dropped the images skipped, so that
+        # testing, which never builds the roidb, does not meet them either)
         self._roidb_handler = self.gt_roidb
-        if skip_bad_annotations():
-            # drop the images that cannot be used now (from the cache when it is current), so that testing,
-            # which never builds the roidb, does not meet them either
-            self.gt_roidb()
 
     def _class_source(self) -> str:
         return self._classes_file or 'list (found in the annotations)'
 
-    def _image_path_from_index(self, index: str) -> str:
-        """JPEGImages/<filename of the annotation> if it exists, else JPEGImages/<index> + .jpg/.jpeg/.png/.bmp.
-
-        Raises AnnotationError when <filename> points outside the folder, or FileNotFoundError naming what was
-        tried when no image exists.
-        """
+    def _image_candidates(self, index: str) -> List[str]:
+        """JPEGImages/<filename of the annotation> (when given), then JPEGImages/<index> + .jpg/.jpeg/.png/.bmp
+        (and their upper-case forms). Raises AnnotationError when <filename> points outside the folder."""
         root = self._data_path
         img_dir = osp.join(root, 'JPEGImages')
         ann = self._annotation_path(index)
-        tried = []
+        cands = []
         filename = None
         if osp.exists(ann):
             filename = parse_voc_xml(ann)['filename']
         if filename:
             cand = osp.normpath(osp.join(img_dir, filename))
-            if osp.isabs(filename) or not (cand + os.sep).startswith(osp.normpath(root) + os.sep):
+            if osp.isabs(filename) or '\0' in filename or \
+                    not (cand + os.sep).startswith(osp.normpath(root) + os.sep):
                 raise AnnotationError('{}: <filename> {!r} points outside the dataset folder {}'.format(
-                    ann, filename, root))
-            if osp.isfile(cand):
-                return cand
-            tried.append(cand)
-        for ext in IMAGE_EXTS:
-            cand = osp.join(img_dir, index + ext)
-            if osp.isfile(cand):
-                return cand
-        tried += [osp.join(img_dir, index + e) for e in IMAGE_EXTS[:4]]
-        raise FileNotFoundError('{}: missing image for {!r}: tried {}'.format(ann, index, ', '.join(tried)))
+                    shown_path(ann), filename, shown_path(root)))
+            cands.append(cand)
+        cands += [osp.join(img_dir, index + ext) for ext in IMAGE_EXTS]
+        return cands
+
+    def _image_path_from_index(self, index: str) -> str:
+        """The first of _image_candidates that is a file; FileNotFoundError naming what was tried when none is."""
+        cands = self._image_candidates(index)
+        for c in cands:
+            if osp.isfile(c):
+                return c
+        raise FileNotFoundError('{}: missing image for {!r}: tried {}'.format(
+            shown_path(self._annotation_path(index)), index, ', '.join(cands[:len(cands) - 4])))
 
     def _gt_cache_key(self, index: List[str]) -> str:
         base = voc_layout._gt_cache_key(self, index)

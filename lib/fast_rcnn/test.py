@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from datasets.ds_utils import read_image
 from fast_rcnn.bbox_transform import bbox_transform_inv, clip_boxes
 from fast_rcnn.config import cfg as global_cfg, cfg_copy, cfg_from_dict, cfg_from_file, cfg_from_list
 from utils.blob import im_list_to_blob, prep_im_for_blob
@@ -232,9 +233,7 @@ def _detect_image(job: tuple, i: int) -> Tuple[int, List[np.ndarray], float, flo
     """test_net's work on image i: (i, per-class detections, im_detect seconds, NMS and drawing seconds)."""
     net, imdb, cfg, thresh, max_per_image, vis, output_dir = job
     path = imdb.image_path_at(i)
-    im = cv2.imread(path)
-    if im is None:
-        raise IOError('cannot read image {}'.format(path))
+    im = read_image(path)  # as training read it: stored pixels, truncation named
     t = time.time()
     scores, boxes = im_detect(net, im, None, cfg)
     t_detect = time.time() - t

@@ -20,17 +20,18 @@ def prepare_roidb(imdb) -> None:
     """Enrich the imdb's roidb in place with 'image' (path), 'width', 'height' (pixels), 'max_classes' (G,) int64
     and 'max_overlaps' (G,) float32, the argmax / max of each row of gt_overlaps.
 
-    Sizes come from the entry's 'width'/'height' when the loader recorded the image's own size (folders, COCO),
-    otherwise from the image file's header (PIL), as the original.
+    Sizes come from the entry's 'width'/'height' when the loader recorded the image's own size (VOC layouts,
+    COCO), otherwise from the image file's header (PIL), as the original, after datasets.ds_utils.check_image_file
+    (a missing, unreadable or truncated image is an ImageFileError naming it). The size is the stored pixels',
+    which is what the training reads (no EXIF rotation).
     """
-    import PIL.Image
+    from datasets.ds_utils import check_image_file
     roidb = imdb.roidb
     for i in range(len(imdb.image_index)):
         entry = roidb[i]
         entry['image'] = imdb.image_path_at(i)
         if 'width' not in entry or 'height' not in entry:
-            with PIL.Image.open(entry['image']) as im:
-                entry['width'], entry['height'] = im.size
+            entry['width'], entry['height'] = check_image_file(entry['image'])[:2]
         gt_overlaps = dense_overlaps(entry['gt_overlaps'])
         if gt_overlaps.shape[0] == 0:
             max_overlaps = np.zeros((0,), dtype=np.float32)

@@ -37,7 +37,8 @@ box is smaller than 10 px on its longer side.
 
 Each image has its own numpy RandomState seeded from (seed, split, index) through np.random.SeedSequence,
 so the output depends on the seed only (not on --workers). The folder is generated in a temporary sibling
-folder and renamed into place at the end; an OUT_DIR that exists and is not empty is refused.
+folder and renamed into place at the end; an OUT_DIR that exists and is not empty is refused, untouched (exit
+status 2, one line `make_glyphs.py: message` naming it and what is in it); a failed write: exit status 1.
 """
 from __future__ import annotations
 
@@ -623,9 +624,12 @@ def write_image(task: Task) -> ImageResult:
     else:
         filename = task.image_id + '.jpg'
         params = [cv2.IMWRITE_JPEG_QUALITY, int(rs.randint(85, 96))]
-    if not cv2.imwrite(osp.join(task.work_dir, 'JPEGImages', filename), img, params):
-        raise OSError('cannot write {}'.format(osp.join(task.work_dir, 'JPEGImages', filename)))
-    xml = annotation_xml(filename, osp.join(task.final_dir, 'JPEGImages', filename), w, h, objects)
+    ok, buf = cv2.imencode(osp.splitext(filename)[1], img, params)
+    if not ok:
+        raise OSError('cannot encode {}'.format(filename))
+    with open(osp.join(task.work_dir, 'JPEGImages', filename), 'wb') as f:  # not cv2.imwrite: any bytes in the path
+        f.write(buf.tobytes())
+    xml = annotation_xml(filename, osp.join(shown(task.final_dir), 'JPEGImages', filename), w, h, objects)
     with open(osp.join(task.work_dir, 'Annotations', task.image_id + '.xml'), 'w', encoding='utf-8') as f:
         f.write(xml)
     return ImageResult(task.image_id, task.split, tuple(objects))
@@ -662,15 +666,30 @@ def make_tasks(work_dir: str, final_dir: str, seed: int, counts: Dict[str, int])
     return tasks
 
 
+def shown(path: str) -> str:
+    """A path as printable text (bytes that are not UTF-8 as \\xNN)."""
+    return os.fsencode(path).decode('utf-8', 'backslashreplace')
+
+
+def listing(folder: str, limit: int = 5) -> str:
+    """'a, b/, c and N more': the entries of folder, folders with a trailing '/'."""
+    names = sorted(os.listdir(folder))
+    shown_names = [shown(n) + ('/' if osp.isdir(osp.join(folder, n)) and not osp.islink(osp.join(folder, n))
+                               else '') for n in names[:limit]]
+    more = ' and {} more'.format(len(names) - limit) if len(names) > limit else ''
+    return ', '.join(shown_names) + more
+
+
 def generate(out_dir: str, seed: int, num_trainval: int, num_test: int, workers: int) -> str:
     """Write the dataset into out_dir (which must not exist or be empty) atomically; returns the summary line."""
     start = time.time()
     out_dir = osp.abspath(osp.expanduser(out_dir))
     if osp.lexists(out_dir) and not osp.isdir(out_dir):
-        raise FileExistsError('{} exists and is not a folder'.format(out_dir))
+        raise FileExistsError('{} exists and is not a folder; refusing to write there (choose another '
+                              'folder)'.format(shown(out_dir)))
     if osp.isdir(out_dir) and os.listdir(out_dir):
-        raise FileExistsError('{} exists and is not empty: refusing to write into it (remove it or choose '
-                              'another folder)'.format(out_dir))
+        raise FileExistsError('{} exists and is not empty: it holds {}; refusing to touch it (choose another '
+                              'folder, or empty it)'.format(shown(out_dir), listing(out_dir)))
     parent = osp.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     n = 0
@@ -699,20 +718,18 @@ def generate(out_dir: str, seed: int, num_trainval: int, num_test: int, workers:
         for split, _ in SPLITS:
             with open(osp.join(work_dir, 'ImageSets', 'Main', split + '.txt'), 'w', encoding='utf-8') as f:
                 f.write(''.join(i + '\n' for i in ids[split]))
-        if osp.isdir(out_dir):
-            os.rmdir(out_dir)   # empty (checked above); fails if something was written there meanwhile
-        os.rename(work_dir, out_dir)
+        os.rename(work_dir, out_dir)   # onto nothing or an empty folder; fails if something was put there meanwhile
     except BaseException:
         shutil.rmtree(work_dir, ignore_errors=True)
         raise
     return ('glyphs: {} images ({} trainval, {} test), {} objects ({}; {} truncated, {} difficult) in {:.1f} s '
             '-> {}'.format(len(tasks), num_trainval, num_test, n_obj,
                            ', '.join('{} {}'.format(c, per_class[c]) for c in CLASSES),
-                           n_trunc, n_diff, time.time() - start, out_dir))
+                           n_trunc, n_diff, time.time() - start, shown(out_dir)))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+    p = argparse.ArgumentParser(prog='make_glyphs.py', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog='\n\n'.join(__doc__.split('\n\n')[1:]))
     p.add_argument('out_dir', metavar='OUT_DIR', help='folder to create (must not exist, or be empty)')
@@ -730,7 +747,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         print(generate(args.out_dir, args.seed, args.num_trainval, args.num_test, args.workers))
     except FileExistsError as e:
-        p.error(str(e))
+        print('make_glyphs.py: {}'.format(e), file=sys.stderr)
+        return 2
+    except OSError as e:
+        print('make_glyphs.py: {}'.format(e if not e.filename else '{}: {}'.format(
+            shown(os.fsdecode(e.filename)), e.strerror or e)), file=sys.stderr)
+        return 1
     return 0
 
 

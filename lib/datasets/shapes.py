@@ -298,8 +298,11 @@ def _gen_one(args: Tuple[str, int, str, int, str]) -> Tuple[str, int]:
     rng = _image_rng(seed, split, i)
     img, objects = render_image(rng)
     fn = image_id + '.jpg'
-    if not cv2.imwrite(osp.join(out_dir, 'JPEGImages', fn), img, [cv2.IMWRITE_JPEG_QUALITY, 92]):
-        raise IOError('cannot write {}'.format(fn))
+    ok, buf = cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        raise IOError('cannot encode {}'.format(fn))
+    with open(osp.join(out_dir, 'JPEGImages', fn), 'wb') as f:  # not cv2.imwrite: any bytes in out_dir's name
+        f.write(buf.tobytes())
     with open(osp.join(out_dir, 'Annotations', image_id + '.xml'), 'w') as f:
         f.write(annotation_xml(image_id, fn, img.shape[1], img.shape[0], objects))
     return image_id, len(objects)
@@ -309,8 +312,12 @@ def generate(out_dir: str, seed: int = DEFAULT_SEED, num_trainval: int = DEFAULT
              num_test: int = DEFAULT_NUM_TEST, workers: int = 0) -> Dict[str, Any]:
     """Write the dataset into ``out_dir`` (which must not exist or be empty), not atomically; returns the meta.
 
-    The same seed and sizes give the same annotations and images on the same OpenCV build.
+    The same seed and sizes give the same annotations and images on the same OpenCV build. A non-empty out_dir
+    is refused (FolderNotOursError), untouched.
     """
+    if osp.isdir(out_dir) and os.listdir(out_dir):
+        raise FolderNotOursError('{} is not empty: {}'.format(shown(out_dir), _listing(out_dir,
+                                                                                       sorted(os.listdir(out_dir)))))
     for sub in ('Annotations', 'JPEGImages', osp.join('ImageSets', 'Main')):
         os.makedirs(osp.join(out_dir, sub), exist_ok=True)
     jobs = [(out_dir, seed, 'trainval', i, '{:06d}'.format(i + 1)) for i in range(num_trainval)]
@@ -343,9 +350,10 @@ def read_meta(out_dir: str) -> Optional[Dict[str, Any]]:
     """meta.json of a complete dataset folder, or None."""
     try:
         with open(osp.join(out_dir, 'meta.json')) as f:
-            return json.load(f)
+            meta = json.load(f)
     except (OSError, ValueError):
         return None
+    return meta if isinstance(meta, dict) else None
 
 
 def is_complete(out_dir: str, require_version: bool = True) -> bool:
@@ -367,38 +375,149 @@ def _file_lock(path: str):
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+class FolderNotOursError(FileExistsError):
+    """The output folder exists and holds something this generator did not write: nothing was touched."""
+
+
+#: What the generator writes besides one Annotations/<id>.xml and JPEGImages/<id>.jpg per listed id.
+_OWN_DIRS = ('Annotations', 'JPEGImages', 'ImageSets', osp.join('ImageSets', 'Main'))
+_OWN_FILES = ('meta.json', 'classes.txt') + tuple(osp.join('ImageSets', 'Main', s + '.txt')
+                                                  for s in ('trainval', 'train', 'val', 'test'))
+
+
+def shown(path: str) -> str:
+    """A path as printable text (bytes that are not UTF-8 as \\xNN)."""
+    return os.fsencode(path).decode('utf-8', 'backslashreplace')
+
+
+def _listing(folder: str, entries: List[str], limit: int = 5) -> str:
+    """'a, b/, c and N more' for entries (relative paths) of folder; folders get a trailing '/'."""
+    names = [shown(e) + ('/' if osp.isdir(osp.join(folder, e)) and not osp.islink(osp.join(folder, e)) else '')
+             for e in entries[:limit]]
+    more = ' and {} more'.format(len(entries) - limit) if len(entries) > limit else ''
+    return ', '.join(names) + more
+
+
+def foreign_entries(out_dir: str) -> List[str]:
+    """What in ``out_dir`` this generator did not write (paths relative to it, sorted); [] when all is its own.
+
+    Its own folder has a meta.json naming a generator_version, and nothing but: meta.json, classes.txt,
+    ImageSets/Main/{trainval,train,val,test}.txt and, for each id listed in trainval.txt and test.txt,
+    Annotations/<id>.xml and JPEGImages/<id>.jpg. A symbolic link is never its own. Without such a meta.json
+    every entry is foreign."""
+    names = sorted(os.listdir(out_dir))
+    meta = read_meta(out_dir)
+    if not isinstance(meta, dict) or 'generator_version' not in meta or osp.islink(osp.join(out_dir, 'meta.json')):
+        return names
+    own = set(_OWN_FILES)
+    for split in ('trainval', 'test'):
+        try:
+            with open(osp.join(out_dir, 'ImageSets', 'Main', split + '.txt')) as f:
+                ids = f.read().split()
+        except (OSError, UnicodeDecodeError):
+            continue
+        own.update(osp.join('Annotations', i + '.xml') for i in ids)
+        own.update(osp.join('JPEGImages', i + '.jpg') for i in ids)
+    foreign = []
+    for dirpath, dirs, files in os.walk(out_dir):
+        rel_dir = osp.relpath(dirpath, out_dir)
+        for d in list(dirs):
+            rel = osp.normpath(osp.join(rel_dir, d))
+            if rel not in _OWN_DIRS or osp.islink(osp.join(dirpath, d)):
+                foreign.append(rel)
+                dirs.remove(d)      # not descended into
+        for n in files:
+            rel = osp.normpath(osp.join(rel_dir, n))
+            if rel not in own or osp.islink(osp.join(dirpath, n)):
+                foreign.append(rel)
+    return sorted(foreign)
+
+
+def _matches(meta: Optional[Dict[str, Any]], seed: int, num_trainval: int, num_test: int) -> bool:
+    """meta is of a complete dataset of this generator version with these parameters."""
+    return (isinstance(meta, dict) and meta.get('generator_version') == GENERATOR_VERSION
+            and meta.get('seed') == seed and meta.get('num_trainval') == num_trainval
+            and meta.get('num_test') == num_test)
+
+
+def _decide(out_dir: str, target: str, seed: int, num_trainval: int, num_test: int, force: bool) -> str:
+    """'reuse', 'replace' (a dataset of the generator's own) or 'new' (nothing or an empty folder) for the folder
+    ``target`` (``out_dir`` with links resolved); raises FolderNotOursError for anything else."""
+    if not force and _matches(read_meta(target), seed, num_trainval, num_test):
+        return 'reuse'
+    if not osp.lexists(target):
+        return 'new'
+    if not osp.isdir(target):
+        raise FolderNotOursError('{} exists and is not a folder; refusing to write there (choose another output '
+                                 'folder)'.format(shown(out_dir)))
+    if not os.listdir(target):
+        return 'new'
+    foreign = foreign_entries(target)
+    if foreign:
+        raise FolderNotOursError('{} is not empty and is not a shapes dataset this generator wrote: it holds {}; '
+                                 'refusing to touch it (choose another output folder, or empty it)'.format(
+                                     shown(out_dir), _listing(target, foreign)))
+    return 'replace'
+
+
 def generate_atomic(out_dir: str, seed: int = DEFAULT_SEED, num_trainval: int = DEFAULT_NUM_TRAINVAL,
                     num_test: int = DEFAULT_NUM_TEST, workers: int = 0, force: bool = False,
                     verbose: bool = True) -> str:
     """Generate into a temporary folder beside ``out_dir`` and rename it into place, under a lock.
 
-    Does nothing if ``out_dir`` already holds a complete dataset of this generator version (unless force).
+    What is at ``out_dir`` (a symbolic link is followed: its target is the place):
+      * nothing, or an empty folder: the dataset is generated there;
+      * a complete dataset of this generator version with the same seed and sizes: reused as it is (unless
+        force), nothing written;
+      * a dataset this generator wrote with other parameters or of another version (or with force): replaced,
+        but only when everything in it is the generator's own (``foreign_entries`` finds nothing);
+      * anything else (a file, a folder with something the generator did not write): FolderNotOursError naming
+        the folder and what is in it, before anything is written.
+    The old dataset is moved aside, the new one renamed into place, and the old one deleted only if it still
+    holds nothing foreign (else it is kept beside, and said so).
     """
     out_dir = osp.abspath(out_dir)
-    parent = osp.dirname(out_dir)
+    target = osp.realpath(out_dir)
+    parent = osp.dirname(target)
+    if _decide(out_dir, target, seed, num_trainval, num_test, force) == 'reuse':  # refusals write nothing, not
+        return out_dir                                                          # even the lock file
     os.makedirs(parent, exist_ok=True)
-    with _file_lock(osp.join(parent, '.' + osp.basename(out_dir) + '.lock')):
-        if not force and is_complete(out_dir):
+    with _file_lock(osp.join(parent, '.' + osp.basename(target) + '.lock')):
+        decision = _decide(out_dir, target, seed, num_trainval, num_test, force)   # again: another process
+        if decision == 'reuse':
             return out_dir
-        tmp = tempfile.mkdtemp(prefix='.' + osp.basename(out_dir) + '.tmp-', dir=parent)
+        replacing = decision == 'replace'
+        tmp = tempfile.mkdtemp(prefix='.' + osp.basename(target) + '.tmp-', dir=parent)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the dataset is not
+        old = None
         try:
             if verbose:
+                if replacing:
+                    m = read_meta(target) or {}
+                    print('Replacing the shapes dataset in {} (generator version {}, seed {}, {} trainval + {} test '
+                          'images)'.format(shown(out_dir), m.get('generator_version'), m.get('seed'),
+                                           m.get('num_trainval'), m.get('num_test')))
                 print('Generating the shapes dataset (seed {}, {} trainval + {} test images) into {}'.format(
-                    seed, num_trainval, num_test, out_dir))
+                    seed, num_trainval, num_test, shown(out_dir)))
             meta = generate(tmp, seed, num_trainval, num_test, workers)
-            old = None
-            if osp.exists(out_dir):
-                old = osp.join(parent, '.{}.old-{}'.format(osp.basename(out_dir), uuid.uuid4().hex[:8]))
-                os.rename(out_dir, old)
-            os.rename(tmp, out_dir)
-            if old:
-                shutil.rmtree(old, ignore_errors=True)
+            if replacing:
+                old = osp.join(parent, '.{}.old-{}'.format(osp.basename(target), uuid.uuid4().hex[:8]))
+                os.rename(target, old)
+            os.rename(tmp, target)   # onto nothing or an empty folder; fails if something was put there meanwhile
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            if old is not None and not osp.lexists(target):
+                os.rename(old, target)
             raise
+        if old is not None:
+            foreign = foreign_entries(old)
+            if foreign:   # written into it between the check and the move: keep it all
+                print('Note: the dataset replaced in {} had new files ({}); it was kept as {}'.format(
+                    shown(out_dir), _listing(old, foreign), shown(old)))
+            else:
+                shutil.rmtree(old, ignore_errors=True)
         if verbose:
             print('Done: {} objects in {:.1f} s'.format(meta['num_objects'], meta['seconds']))
     return out_dir

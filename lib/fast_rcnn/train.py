@@ -568,6 +568,8 @@ class SolverWrapper:
         self._bad: Optional[Tuple[int, float, List[str]]] = None  # a divergence seen on the CPU
         self._bad_iter: Optional[torch.Tensor] = None              # on a GPU: its first iteration, on the device
         self._watched: Dict[int, Tuple[float, List[str]]] = {}
+        # a host check each iteration costs nothing on a CPU but a sync on a GPU (there a device flag is kept)
+        self.check_every_iteration = self.device.type == 'cpu'
         self.bbox_normalize = bool(cfg.TRAIN.BBOX_REG and cfg.TRAIN.BBOX_NORMALIZE_TARGETS)
         if self.bbox_normalize and not cfg.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED:
             raise ValueError('end-to-end training needs TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED: True '
@@ -672,6 +674,7 @@ class SolverWrapper:
             parts = {k: float(v) / per_iter for k, v in sums.items()}
             total = sum(parts.values())
             if not math.isfinite(total):
+                self.check_weights_finite()  # an earlier update's broken weights are the cause to name
                 raise TrainingDiverged('iteration {}: the loss is {} (lr {:g}; images: {}); lower base_lr, add '
                                        'warm-up or clip_gradients. No snapshot was written.'.format(
                                            self.iter + 1, total, lr, _names(images)))
@@ -707,7 +710,7 @@ class SolverWrapper:
             return
         # the max-abs of each tensor: NaN or Inf when any element is
         finite = torch.stack(torch._foreach_norm(params, float('inf'))).isfinite().all()
-        if self.device.type == 'cpu':
+        if self.check_every_iteration:
             if not bool(finite):
                 self._bad = (it, lr, images)
                 self.check_weights_finite()

@@ -118,11 +118,13 @@ def test_nan_learning_rate_stops_at_iteration_1_without_a_snapshot(tmp_path):
     assert os.listdir(str(tmp_path)) == []
 
 
-def test_weights_that_overflow_later_stop_the_run_before_the_next_snapshot(tmp_path):
+@pytest.mark.parametrize('every_iteration', [True, False], ids=['cpu_check', 'gpu_device_flag'])
+def test_weights_that_overflow_later_stop_the_run_before_the_next_snapshot(tmp_path, every_iteration):
     c = tiny_cfg()  # snapshots every 3 iterations
     solver = tiny_solver()
     m = tiny_model(c)
     sw = SolverWrapper(m, _NamedData(), str(tmp_path), solver, c, CLASSES)
+    sw.check_every_iteration = every_iteration  # False: the GPU's path (a flag tensor read at display/snapshot)
     sw.train_model(3)
     step = sw.optimizer.step
 

@@ -13,6 +13,7 @@ Departures from the original, all on the side of refusing silent mistakes:
 Keys added beyond the original (each keeps the original's behaviour by default):
 - ``ANCHOR_SCALES``, ``ANCHOR_RATIOS``, ``FEAT_STRIDE``: the anchor set, which the original kept in prototxt
   ``param_str`` strings (COCO nets use scales (4, 8, 16, 32)).
+- ``FC_DROPOUT``: dropout after fc6/fc7, as the original's pascal_voc prototxts; its COCO ones have none (False).
 - ``POOLING_MODE``: ``'pool'`` (Caffe RoI max pooling, the original) or ``'align'`` (RoIAlign, opt-in).
 - ``TRAIN.OHEM``: online hard example mining for the Fast R-CNN head (opt-in).
 - ``TRAIN.RPN_GUARD_ZERO_OVERLAP``: when True, a ground-truth box that overlaps no inside anchor no longer makes
@@ -151,6 +152,8 @@ __C.ANCHOR_SCALES = (8, 16, 32)
 __C.ANCHOR_RATIOS = (0.5, 1.0, 2.0)
 __C.FEAT_STRIDE = 16
 __C.POOLING_MODE = 'pool'
+# Added: dropout after fc6 and fc7 (the original's pascal_voc prototxts); its COCO prototxts have none
+__C.FC_DROPOUT = True
 __C.DEVICE = 'cpu'
 # Added: mixed precision for the convolutions and fc layers (torch.autocast, bfloat16): 'off' (float32, the
 # original), 'bf16', or 'auto' (bf16 where the hardware runs it fast: a CPU with AMX or a CUDA GPU with bfloat16,
@@ -257,8 +260,19 @@ def _numbers(value: Any):
     return []
 
 
+#: Keys of the original kept so that its yml files load, whose other values this project does not implement.
+_ONLY_DEFAULT = {
+    'TEST.SVM': (False, "the original's SVM scoring of R-CNN-style models is not part of this project"),
+    'TRAIN.USE_PREFETCH': (False, 'minibatches are made in the training process; a prefetching process is not '
+                                  'implemented'),
+}
+
+
 def check_value(key: str, value: Any) -> Any:
     """``value`` if it is finite and in ``key``'s allowed range, else a ConfigError naming the key and the range."""
+    if key in _ONLY_DEFAULT and value != _ONLY_DEFAULT[key][0]:
+        raise ConfigError('config key {}: only {!r} is supported ({})'.format(key, _ONLY_DEFAULT[key][0],
+                                                                           _ONLY_DEFAULT[key][1]))
     if key in _NON_EMPTY and isinstance(value, tuple) and not value:
         raise ConfigError('config key {}: must not be empty'.format(key))
     lo, hi = _RANGES.get(key, (None, None))

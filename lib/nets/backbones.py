@@ -200,12 +200,18 @@ NETWORKS: Dict[str, Callable[[], NetDef]] = {
 }
 
 
-def build_net(name: str) -> NetDef:
-    """The NetDef for ``name`` (case-insensitive: VGG16, ZF, VGG_CNN_M_1024, TINY)."""
+def build_net(name: str, fc_dropout: bool = True) -> NetDef:
+    """The NetDef for ``name`` (case-insensitive: VGG16, ZF, VGG_CNN_M_1024, TINY); ``fc_dropout=False`` leaves
+    out the dropout after fc6/fc7 (the original's COCO prototxts)."""
     key = name.upper()
     if key not in NETWORKS:
         raise ValueError('unknown network {!r}; known: {}'.format(name, ', '.join(sorted(NETWORKS))))
-    return NETWORKS[key]()
+    netdef = NETWORKS[key]()
+    if not fc_dropout:
+        for layer in ('drop6', 'drop7'):
+            if layer in netdef.head._modules:
+                delattr(netdef.head, layer)
+    return netdef
 
 
 def list_nets() -> Tuple[str, ...]:

@@ -75,7 +75,7 @@ class FasterRCNN(nn.Module):
         if num_classes < 2:
             raise ValueError('FasterRCNN: num_classes must count background and at least one class, got {}'
                              .format(num_classes))
-        netdef = build_net(net) if isinstance(net, str) else net
+        netdef = build_net(net, bool(cfg.get('FC_DROPOUT', True))) if isinstance(net, str) else net
         self.netdef = netdef
         self.net_name = netdef.name
         self.num_classes = int(num_classes)
@@ -183,7 +183,8 @@ class FasterRCNN(nn.Module):
         key = 'TRAIN' if self.training else 'TEST'
         rois_np, _ = ops.proposal_layer(rpn_cls_prob_reshape.detach().cpu().numpy(),
                                         rpn_bbox_pred.detach().cpu().numpy(), im_info_np, key,
-                                        self.feat_stride, self.anchor_scales, cfg)
+                                        self.feat_stride, self.anchor_scales, cfg,
+                                        anchor_ratios=self.anchor_ratios)
         tm.lap('proposal')
 
         losses: Dict[str, torch.Tensor] = {}
@@ -195,7 +196,7 @@ class FasterRCNN(nn.Module):
             kw = {} if self.rng is None else {'rng': self.rng}
             labels, bt, biw, bow = ops.anchor_target_layer(np.empty((1, 1, H, W), np.float32), gt_np,
                                                            im_info_np, self.feat_stride, self.anchor_scales, cfg,
-                                                           **kw)
+                                                           anchor_ratios=self.anchor_ratios, **kw)
             ohem = bool(cfg.TRAIN.get('OHEM', False))
             rois_np, roi_labels, roi_targets, roi_iw, roi_ow = ops.proposal_target_layer(
                 rois_np, gt_np, self.num_classes, cfg, sample=not ohem, **kw)

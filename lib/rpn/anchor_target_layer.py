@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from fast_rcnn.bbox_transform import bbox_transform
-from rpn.proposal_layer import map_anchors, num_anchors
+from rpn.proposal_layer import DEFAULT_RATIOS, map_anchors, num_anchors
 from utils.cython_bbox import bbox_overlaps
 
 Array = Union[np.ndarray, torch.Tensor]
@@ -62,13 +62,14 @@ def _scatter_rows(blob: np.ndarray, inds: np.ndarray, value: Any, A: int) -> Non
 
 def anchor_target_layer(rpn_cls_score: Any, gt_boxes: Array, im_info: Any, feat_stride: int = 16,
                         anchor_scales: Sequence[float] = (8, 16, 32), cfg: Optional[Any] = None,
-                        rng: Any = None, allowed_border: float = 0) -> Tuple[Array, Array, Array, Array]:
+                        rng: Any = None, allowed_border: float = 0,
+                        anchor_ratios: Sequence[float] = DEFAULT_RATIOS) -> Tuple[Array, Array, Array, Array]:
     """RPN training targets for one image.
 
     rpn_cls_score: anything with a ``.shape`` ending in (H, W) (the RPN score blob; only H and W are used).
     gt_boxes: (G, 5) [x1, y1, x2, y2, class] in input-image pixels (G may be 0).
     im_info: (1, 3) [[height, width, scale]] of the network input (a (3,) row is accepted too).
-    feat_stride, anchor_scales: the anchor grid (A = 3 * len(anchor_scales) anchors per cell).
+    feat_stride, anchor_scales, anchor_ratios: the anchor grid (A = len(ratios) * len(scales) anchors per cell).
     cfg: configuration (None: fast_rcnn.config.cfg); reads cfg.TRAIN.RPN_*.
     rng: source of the fg/bg subsampling, anything with numpy's ``choice(a, size, replace=False)``
         (None: the global ``numpy.random``, as the original).
@@ -105,8 +106,8 @@ def anchor_target_layer(rpn_cls_score: Any, gt_boxes: Array, im_info: Any, feat_
                          f'{np.shape(_numpy(im_info))}')
 
     train = cfg.TRAIN
-    A = num_anchors(anchor_scales)
-    all_anchors = map_anchors(height, width, feat_stride, anchor_scales)
+    A = num_anchors(anchor_scales, anchor_ratios)
+    all_anchors = map_anchors(height, width, feat_stride, anchor_scales, anchor_ratios)
     total_anchors = all_anchors.shape[0]
 
     inds_inside = np.where((all_anchors[:, 0] >= -allowed_border) &

@@ -31,32 +31,40 @@ Array = Union[np.ndarray, torch.Tensor]
 _WHERE = 'rpn/proposal_layer.py'
 
 
+DEFAULT_RATIOS = (0.5, 1.0, 2.0)
+
+
+def _tuple(values: Sequence[float]) -> Tuple[float, ...]:
+    return tuple(float(v) for v in np.asarray(values).ravel().tolist())
+
+
 @functools.lru_cache(maxsize=32)
-def _cell_anchors(anchor_scales: Tuple[float, ...]) -> np.ndarray:
-    """The (A, 4) float64 anchors of one cell for these scales (default ratios); cached, read-only."""
-    anchors = generate_anchors(scales=np.array(anchor_scales))
+def _cell_anchors(anchor_scales: Tuple[float, ...], anchor_ratios: Tuple[float, ...]) -> np.ndarray:
+    """The (A, 4) float64 anchors of one cell for these scales and ratios; cached, read-only."""
+    anchors = generate_anchors(ratios=np.array(anchor_ratios), scales=np.array(anchor_scales))
     anchors.setflags(write=False)
     return anchors
 
 
-def map_anchors(height: int, width: int, feat_stride: int = 16,
-                anchor_scales: Sequence[float] = (8, 16, 32)) -> np.ndarray:
+def map_anchors(height: int, width: int, feat_stride: int = 16, anchor_scales: Sequence[float] = (8, 16, 32),
+                anchor_ratios: Sequence[float] = DEFAULT_RATIOS) -> np.ndarray:
     """All anchors of a height x width feature map: (height * width * A, 4) float64 x1y1x2y2, ordered (h, w, a).
 
     Cached (both RPN layers ask for the same map every iteration) and read-only."""
-    return _map_anchors(int(height), int(width), int(feat_stride), tuple(np.asarray(anchor_scales).ravel().tolist()))
+    return _map_anchors(int(height), int(width), int(feat_stride), _tuple(anchor_scales), _tuple(anchor_ratios))
 
 
 @functools.lru_cache(maxsize=64)
-def _map_anchors(height: int, width: int, feat_stride: int, anchor_scales: Tuple[float, ...]) -> np.ndarray:
-    anchors = shift_anchors(_cell_anchors(anchor_scales), height, width, feat_stride)
+def _map_anchors(height: int, width: int, feat_stride: int, anchor_scales: Tuple[float, ...],
+                 anchor_ratios: Tuple[float, ...]) -> np.ndarray:
+    anchors = shift_anchors(_cell_anchors(anchor_scales, anchor_ratios), height, width, feat_stride)
     anchors.setflags(write=False)
     return anchors
 
 
-def num_anchors(anchor_scales: Sequence[float] = (8, 16, 32)) -> int:
-    """A, the number of anchors per feature-map cell (3 ratios times the scales)."""
-    return int(_cell_anchors(tuple(np.asarray(anchor_scales).ravel().tolist())).shape[0])
+def num_anchors(anchor_scales: Sequence[float] = (8, 16, 32), anchor_ratios: Sequence[float] = DEFAULT_RATIOS) -> int:
+    """A, the number of anchors per feature-map cell (the ratios times the scales)."""
+    return int(_cell_anchors(_tuple(anchor_scales), _tuple(anchor_ratios)).shape[0])
 
 
 def _check_inputs(prob_shape: Sequence[int], pred_shape: Sequence[int], A: int) -> None:
@@ -90,7 +98,8 @@ def _settings(cfg: Any, cfg_key: str) -> Tuple[int, int, float, float]:
 
 def proposal_layer(rpn_cls_prob_reshape: Array, rpn_bbox_pred: Array, im_info: Any, cfg_key: str,
                    feat_stride: int = 16, anchor_scales: Sequence[float] = (8, 16, 32),
-                   cfg: Optional[Any] = None) -> Tuple[Array, Array]:
+                   cfg: Optional[Any] = None,
+                   anchor_ratios: Sequence[float] = DEFAULT_RATIOS) -> Tuple[Array, Array]:
     """Proposals from the RPN outputs of one image.
 
     rpn_cls_prob_reshape: (1, 2A, H, W) softmax probabilities, the A background channels first, then the A
@@ -99,7 +108,8 @@ def proposal_layer(rpn_cls_prob_reshape: Array, rpn_bbox_pred: Array, im_info: A
     im_info: (1, 3) [[height, width, scale]] of the network input (a (3,) row is accepted too).
     cfg_key: 'TRAIN' or 'TEST': which of cfg.TRAIN / cfg.TEST supplies RPN_PRE_NMS_TOP_N, RPN_POST_NMS_TOP_N,
         RPN_NMS_THRESH and RPN_MIN_SIZE.
-    feat_stride: input pixels per feature-map cell. anchor_scales: the anchor scales (A = 3 * len(scales)).
+    feat_stride: input pixels per feature-map cell. anchor_scales, anchor_ratios: the anchor set
+        (A = len(ratios) * len(scales); cfg.ANCHOR_SCALES / ANCHOR_RATIOS in the network).
     cfg: the configuration to read (None: fast_rcnn.config.cfg).
 
     Returns (rois, scores): rois (R, 5) float32 [0, x1, y1, x2, y2] (batch index 0), scores (R, 1) float32,
@@ -108,26 +118,26 @@ def proposal_layer(rpn_cls_prob_reshape: Array, rpn_bbox_pred: Array, im_info: A
     if cfg is None:
         from fast_rcnn.config import cfg
     pre_nms_top_n, post_nms_top_n, nms_thresh, min_size = _settings(cfg, cfg_key)
-    A = num_anchors(anchor_scales)
+    A = num_anchors(anchor_scales, anchor_ratios)
     _check_inputs(tuple(rpn_cls_prob_reshape.shape), tuple(rpn_bbox_pred.shape), A)
     info = _im_info_row(im_info)
     height, width = int(rpn_cls_prob_reshape.shape[2]), int(rpn_cls_prob_reshape.shape[3])
-    anchors = map_anchors(height, width, feat_stride, anchor_scales)
+    anchors = map_anchors(height, width, feat_stride, anchor_scales, anchor_ratios)
     min_size_scaled = min_size * info[2]  # same arithmetic (and dtype) as the original
     if isinstance(rpn_cls_prob_reshape, torch.Tensor) or isinstance(rpn_bbox_pred, torch.Tensor):
         return _proposals_torch(rpn_cls_prob_reshape, rpn_bbox_pred, info, anchors, A, min_size_scaled,
                                 pre_nms_top_n, post_nms_top_n, nms_thresh)
-    geometry = _anchor_geometry(height, width, int(feat_stride), tuple(np.asarray(anchor_scales).ravel().tolist()))
+    geometry = _anchor_geometry(height, width, int(feat_stride), _tuple(anchor_scales), _tuple(anchor_ratios))
     return _proposals_numpy(np.asarray(rpn_cls_prob_reshape), np.asarray(rpn_bbox_pred), info, anchors, A,
                             min_size_scaled, pre_nms_top_n, post_nms_top_n, nms_thresh, geometry)
 
 
 @functools.lru_cache(maxsize=64)
-def _anchor_geometry(height: int, width: int, feat_stride: int,
-                     anchor_scales: Tuple[float, ...]) -> Tuple[np.ndarray, ...]:
+def _anchor_geometry(height: int, width: int, feat_stride: int, anchor_scales: Tuple[float, ...],
+                     anchor_ratios: Tuple[float, ...]) -> Tuple[np.ndarray, ...]:
     """(widths, heights, ctr_x, ctr_y) of the map's anchors, float32 (H*W*A,) each, computed exactly as
     bbox_transform_inv computes them from the anchors cast to float32; cached, read-only."""
-    boxes = _map_anchors(height, width, feat_stride, anchor_scales).astype(np.float32)
+    boxes = _map_anchors(height, width, feat_stride, anchor_scales, anchor_ratios).astype(np.float32)
     widths = boxes[:, 2] - boxes[:, 0] + 1.0
     heights = boxes[:, 3] - boxes[:, 1] + 1.0
     out = (widths, heights, boxes[:, 0] + 0.5 * widths, boxes[:, 1] + 0.5 * heights)

@@ -141,3 +141,11 @@ def test_get_output_dir(tmp_path):
     assert out == osp.join(str(tmp_path), 'output', 'exp', 'voc_2007_test') and osp.isdir(out)
     out = config.get_output_dir(Imdb(), 'vgg16_iter_10', cfg=c)
     assert out.endswith(osp.join('voc_2007_test', 'vgg16_iter_10')) and osp.isdir(out)
+
+
+@pytest.mark.parametrize('key', ['TEST.SVM', 'TRAIN.USE_PREFETCH'])
+def test_keys_that_would_do_nothing_are_refused(key):
+    c = cfg_copy(cfg)
+    with pytest.raises(ConfigError, match=r'--set config key {}: only False is supported'.format(key)):
+        cfg_from_list([key, 'True'], c)
+    cfg_from_list([key, 'False'], c)  # the original's default loads

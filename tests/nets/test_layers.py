@@ -11,6 +11,8 @@ from nets.backbones import build_net, list_nets
 from nets.layers import CaffeDropout, CaffeLRN, pool_out_size
 from nets.faster_rcnn import FasterRCNN, fold_bbox_normalization, rpn_softmax
 
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+
 
 def test_feature_map_sizes_match_caffe_shape_rules(oracle_dir):
     with open(osp.join(oracle_dir, 'feature_map_sizes.json')) as f:
@@ -408,3 +410,19 @@ def test_rpn_losses_of_the_sampled_anchors_equal_the_whole_maps(monkeypatch):
     torch.testing.assert_close(losses['rpn_loss_bbox'].detach(), dense_bbox.detach(), rtol=1e-6, atol=0)
     torch.testing.assert_close(seen['cls'].grad, cls.grad, rtol=1e-6, atol=1e-9)
     torch.testing.assert_close(seen['bbox'].grad, bbox.grad, rtol=1e-6, atol=1e-9)
+
+
+def test_coco_solvers_build_heads_without_dropout():
+    from fast_rcnn.config import cfg, cfg_copy, cfg_from_dict
+    from fast_rcnn.train import load_solver
+    for net in ('VGG16', 'VGG_CNN_M_1024'):
+        solver = load_solver(osp.join(ROOT, 'models', 'coco', net, 'faster_rcnn_end2end', 'solver.yml'))
+        c = cfg_copy(cfg)
+        cfg_from_dict(solver['cfg'], c)
+        assert c.FC_DROPOUT is False
+        head = build_net(net, c.FC_DROPOUT).head
+        assert list(head._modules) == ['fc6', 'relu6', 'fc7', 'relu7']
+        x = torch.randn(2, head.fc6.in_features)
+        assert torch.equal(head.train()(x), head.eval()(x))  # nothing random left
+    pascal = load_solver(osp.join(ROOT, 'models', 'pascal_voc', 'VGG16', 'faster_rcnn_end2end', 'solver.yml'))
+    assert 'FC_DROPOUT' not in pascal.get('cfg', {}) and cfg.FC_DROPOUT is True

@@ -14,6 +14,7 @@ Keys added beyond the original (each keeps the original's behaviour by default):
 - ``ANCHOR_SCALES``, ``ANCHOR_RATIOS``, ``FEAT_STRIDE``: the anchor set, which the original kept in prototxt
   ``param_str`` strings (COCO nets use scales (4, 8, 16, 32)).
 - ``FC_DROPOUT``: dropout after fc6/fc7, as the original's pascal_voc prototxts; its COCO ones have none (False).
+- ``FC_SVD_RANKS``: () or (rank of fc6, rank of fc7): the head of a snapshot that tools/compress_net.py factored.
 - ``POOLING_MODE``: ``'pool'`` (Caffe RoI max pooling, the original) or ``'align'`` (RoIAlign, opt-in).
 - ``TRAIN.OHEM``: online hard example mining for the Fast R-CNN head (opt-in).
 - ``TRAIN.RPN_GUARD_ZERO_OVERLAP``: when True, a ground-truth box that overlaps no inside anchor no longer makes
@@ -154,6 +155,8 @@ __C.FEAT_STRIDE = 16
 __C.POOLING_MODE = 'pool'
 # Added: dropout after fc6 and fc7 (the original's pascal_voc prototxts); its COCO prototxts have none
 __C.FC_DROPOUT = True
+# Added: () or the (fc6, fc7) ranks of a head factored by truncated SVD (tools/compress_net.py writes it; 0 = not)
+__C.FC_SVD_RANKS = ()
 __C.DEVICE = 'cpu'
 # Added: mixed precision for the convolutions and fc layers (torch.autocast, bfloat16): 'off' (float32, the
 # original), 'bf16', or 'auto' (bf16 where the hardware runs it fast: a CPU with AMX or a CUDA GPU with bfloat16,
@@ -242,6 +245,7 @@ _RANGES = {
     'TEST.RPN_PRE_NMS_TOP_N': (1, None), 'TEST.RPN_POST_NMS_TOP_N': (1, None), 'TEST.RPN_MIN_SIZE': (0, None),
     'DEDUP_BOXES': (1e-12, None), 'RNG_SEED': (0, 2 ** 32 - 1), 'EPS': (1e-300, 1), 'GPU_ID': (0, None),
     'ANCHOR_SCALES': (1e-12, None), 'ANCHOR_RATIOS': (1e-12, None), 'FEAT_STRIDE': (1, None),
+    'FC_SVD_RANKS': (0, None),
     'SIZE_DIVISIBILITY': (1, None),
 }
 _SPECIAL = {'TRAIN.RPN_PRE_NMS_TOP_N': (-1,), 'TRAIN.RPN_POST_NMS_TOP_N': (-1,), 'TEST.RPN_PRE_NMS_TOP_N': (-1,),

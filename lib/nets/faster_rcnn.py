@@ -96,6 +96,9 @@ class FasterRCNN(nn.Module):
         self.roi_pool = ops.make_roi_pool(netdef.pooled_size, 1.0 / self.feat_stride,
                                           cfg.get('POOLING_MODE', 'pool'))
         self.head = netdef.head
+        if cfg.get('FC_SVD_RANKS'):  # a compress_net snapshot: fc6/fc7 as two factors each
+            from nets.compress import shape_head
+            shape_head(self.head, cfg.FC_SVD_RANKS)
         self.cls_score = nn.Linear(netdef.head_dim, self.num_classes)
         self.bbox_pred = nn.Linear(netdef.head_dim, 4 * self.num_classes)
         for layer, std in ((self.rpn_conv, 0.01), (self.rpn_cls_score, 0.01), (self.rpn_bbox_pred, 0.01),

@@ -4,9 +4,6 @@ Hand-worked cell anchors (base 16, centre 7.5): ratio 0.5 -> w = round(sqrt(512)
 (half to even) -> [-3.5, 2, 18.5, 13]; ratio 2 -> w = 11, h = 22 -> [2.5, -3, 12.5, 18]; ratio 1 with scales
 8, 16, 32 -> squares of side 128, 256, 512: [-56, -56, 71, 71], [-120, -120, 135, 135], [-248, -248, 263, 263].
 """
-import sys
-import os.path as osp
-
 import numpy as np
 import pytest
 import torch
@@ -14,9 +11,7 @@ import torch
 from fast_rcnn.config import cfg as default_cfg, cfg_copy
 from rpn.anchor_target_layer import anchor_target_layer
 from rpn.proposal_layer import map_anchors, num_anchors, proposal_layer
-
-sys.path.insert(0, osp.dirname(osp.dirname(__file__)))
-from tiny_training import TinyData, tiny_cfg, tiny_model  # noqa: E402
+from tiny_training import TinyData, tiny_cfg, tiny_model
 
 
 def test_map_anchors_uses_the_ratios():

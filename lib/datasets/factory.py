@@ -4,16 +4,24 @@ Names:
 - voc_<year>_<split>, year 2007 or 2012, split train, val, trainval, test (data/VOCdevkit<year>)
 - coco_2014_{train,val,minival,valminusminival}, coco_2015_{test,test-dev} (data/coco)
 - shapes_{trainval,train,val,test}: the built-in dataset, generated into data/shapes on first use
-- <path>:<split> for any folder that directly holds Annotations/, JPEGImages/ and ImageSets/Main/<split>.txt;
-  the imdb is named <basename(path)>_<split>
+- <path>:<split> for any folder that directly holds Annotations/, JPEGImages/ and ImageSets/Main/<split>.txt,
+  or labelImg's XML beside the images / in one subfolder (see datasets.voc_folder); <path>:all is every annotated
+  image; the imdb is named <basename(path)>_<split>
+Names that load nothing raise datasets.imdb.DatasetNotFound, one line naming the name (see get_imdb).
 - a+b (e.g. voc_2007_trainval+voc_2012_trainval): the imdbs joined, for training
 """
 from __future__ import annotations
 
+import difflib
+import os
 import os.path as osp
 from typing import Callable, Dict, List
 
-from datasets.imdb import imdb
+from datasets.imdb import DatasetNotFound, _cfg, imdb
+
+#: Where to get the datasets that are not generated here (as the original's data/README.md).
+VOC_URL = 'http://host.robots.ox.ac.uk/pascal/VOC/voc{year}/'
+COCO_URL = 'https://cocodataset.org/#download'
 
 __sets: Dict[str, Callable[[], imdb]] = {}
 
@@ -21,13 +29,30 @@ __sets: Dict[str, Callable[[], imdb]] = {}
 def _voc(split: str, year: str) -> Callable[[], imdb]:
     def make():
         from datasets.pascal_voc import pascal_voc
+        devkit = osp.join(_cfg().DATA_DIR, 'VOCdevkit' + year)
+        if not osp.isdir(osp.join(devkit, 'VOC' + year)):
+            raise DatasetNotFound(voc_missing_message('voc_{}_{}'.format(year, split), year, devkit))
         return pascal_voc(split, year)
     return make
+
+
+def voc_missing_message(name: str, year: str, devkit: str) -> str:
+    """One line: VOC<year> is not downloaded, the folder expected and where to get the tarballs."""
+    return ('{}: PASCAL VOC {} is not downloaded: expected {} (get the VOCtrainval/VOCtest tarballs from {} and '
+            'unpack them in {}, or link data/VOCdevkit{} to them)'.format(
+                name, year, osp.join(devkit, 'VOC' + year), VOC_URL.format(year=year), osp.dirname(devkit), year))
 
 
 def _coco(split: str, year: str) -> Callable[[], imdb]:
     def make():
         from datasets.coco import coco
+        root = osp.join(_cfg().DATA_DIR, 'coco')
+        prefix = 'instances' if 'test' not in split else 'image_info'
+        ann = osp.join(root, 'annotations', '{}_{}{}.json'.format(prefix, split, year))
+        if not osp.exists(ann):
+            raise DatasetNotFound('coco_{}_{}: COCO is not downloaded: expected {} (get the annotations and images '
+                                  'from {} into {}: annotations/, images/<split><year>/)'.format(
+                                      year, split, ann, COCO_URL, root))
         return coco(split, year)
     return make
 
@@ -103,12 +128,34 @@ class joined_imdb(imdb):
         self._image_index = [i for d in self._imdbs for i in d.image_index]
 
 
+def _folder_imdb(path: str, split: str) -> imdb:
+    """voc_folder(path, split); a missing split file is DatasetNotFound listing the splits that exist."""
+    from datasets.pascal_voc import image_id_problem
+    from datasets.voc_folder import annotated_ids, annotation_dir, voc_folder
+    split_file = osp.join(path, 'ImageSets', 'Main', split + '.txt')
+    main = osp.join(path, 'ImageSets', 'Main')
+    ann_dir = annotation_dir(path)
+    # a folder without any annotation is not a dataset at all: voc_folder says so
+    # a split that is not a plain name is refused by voc_layout (its message says why), never listed here
+    plain = bool(split) and '/' not in split and '\\' not in split and image_id_problem(split) is None
+    if plain and split != 'all' and not osp.exists(split_file) and ann_dir is not None and annotated_ids(ann_dir):
+        splits = sorted(f[:-4] for f in os.listdir(main) if f.endswith('.txt')) if osp.isdir(main) else []
+        splits += [] if 'all' in splits else ['all']
+        raise DatasetNotFound('{}:{}: no split {!r}: {} does not exist (splits: {}; tools/make_splits.py {} '
+                              'writes trainval and test)'.format(path, split, split, split_file, ', '.join(splits),
+                                                                 path))
+    return voc_folder(path, split)
+
+
 def get_imdb(name: str) -> imdb:
-    """Get an imdb (image database) by name (see the module doc for the names)."""
+    """Get an imdb (image database) by name (see the module doc for the names).
+
+    Raises DatasetNotFound (a FileNotFoundError and a KeyError; one line naming ``name``) for an unknown name
+    (with close matches: 'did you mean shapes_trainval?'), a folder's missing split (the splits that exist) and
+    VOC / COCO data that is not downloaded (the folder expected and where to get it)."""
     if ':' in name and osp.isdir(name.rsplit(':', 1)[0]):
-        from datasets.voc_folder import voc_folder
         path, split = name.rsplit(':', 1)
-        return voc_folder(path, split)
+        return _folder_imdb(path, split)
     if '+' in name:
         parts = [p for p in name.split('+') if p]
         if len(parts) > 1:
@@ -117,11 +164,12 @@ def get_imdb(name: str) -> imdb:
         return __sets[name]()
     if ':' in name:
         path, split = name.rsplit(':', 1)
-        from datasets.voc_folder import voc_folder
         if osp.isdir(path):
-            return voc_folder(path, split)
-        raise KeyError('Unknown dataset: {} ({} is not a folder)'.format(name, path))
-    raise KeyError('Unknown dataset: {} (known: {}, or <folder>:<split>)'.format(name, ', '.join(list_imdbs())))
+            return _folder_imdb(path, split)
+        raise DatasetNotFound('Unknown dataset: {} ({} is not a folder)'.format(name, path))
+    close = difflib.get_close_matches(name, list_imdbs(), n=3, cutoff=0.6)
+    hint = 'did you mean {}?'.format(' or '.join(close)) if close else 'known: {}'.format(', '.join(list_imdbs()))
+    raise DatasetNotFound('Unknown dataset: {} ({}; or <folder>:<split>)'.format(name, hint))
 
 
 def list_imdbs() -> List[str]:

@@ -28,6 +28,17 @@ def _cfg(cfg=None):
     return cfg
 
 
+class DatasetNotFound(FileNotFoundError, KeyError):
+    """A dataset name that names nothing loadable: an unknown name, a missing split, data not downloaded.
+
+    The message is one line and names the name (with close matches, the splits that exist, or where to get the
+    data). A FileNotFoundError and a KeyError both, so code that caught either before keeps working; str() is the
+    message itself (KeyError would quote it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ''
+
+
 class OverlapsArray(np.ndarray):
     """A dense (G, K) float32 numpy array that also answers ``.toarray()`` / ``.todense()``, as the original's
     scipy csr gt_overlaps did, so code written against the original keeps working."""

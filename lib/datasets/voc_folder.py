@@ -1,6 +1,10 @@
 """Any VOC-layout folder (e.g. labelled with labelImg) as a dataset: get_imdb('<path>:<split>').
 
-The folder directly holds Annotations/<id>.xml, JPEGImages/ and ImageSets/Main/<split>.txt. The imdb name is
+The folder directly holds Annotations/<id>.xml, JPEGImages/ and ImageSets/Main/<split>.txt; or, as labelImg
+leaves it, the *.xml beside the images or in one subfolder of their own, with no ImageSets (annotation_dir says
+which; images are then looked up beside the XML, in the folder, its JPEGImages/ and its images/). The split
+'all' is every annotated id, sorted (unless ImageSets/Main/all.txt exists); tools/make_splits.py writes
+ImageSets/Main/{trainval,test}.txt. The imdb name is
 <basename(path)>_<split>. Classes come from <path>/classes.txt (one per line; blank lines and lines starting
 with '#' are ignored; '__background__' is added first), else they are the sorted names found in all of the
 folder's annotations, so every split of one folder has the same classes. Class names are compared lower-cased
@@ -30,6 +34,32 @@ def is_voc_folder(path: str) -> bool:
     """True if ``path`` directly holds Annotations/, JPEGImages/ and ImageSets/Main/."""
     return (osp.isdir(osp.join(path, 'Annotations')) and osp.isdir(osp.join(path, 'JPEGImages'))
             and osp.isdir(osp.join(path, 'ImageSets', 'Main')))
+
+
+def _has_xml(folder: str) -> bool:
+    return bool(glob.glob(osp.join(glob.escape(folder), '*.xml')))
+
+
+def annotation_dir(path: str) -> Optional[str]:
+    """Where the folder ``path`` keeps its annotations: Annotations/ (VOC), else ``path`` itself when it directly
+    holds *.xml (labelImg's default: XML beside the images), else its one subfolder holding *.xml; None when
+    there is none. Several subfolders holding *.xml are a ValueError naming them (which one is meant?)."""
+    if osp.isdir(osp.join(path, 'Annotations')):
+        return osp.join(path, 'Annotations')
+    if _has_xml(path):
+        return path
+    subs = sorted(d for d in os.listdir(path) if osp.isdir(osp.join(path, d)) and _has_xml(osp.join(path, d)))
+    if len(subs) > 1:
+        raise ValueError('{}: XML annotations in several subfolders ({}): keep them in one'.format(
+            shown_path(path), ', '.join(subs)))
+    return osp.join(path, subs[0]) if subs else None
+
+
+def annotated_ids(ann_dir: str) -> List[str]:
+    """Sorted ids (file names without .xml) of the annotations directly in ``ann_dir``; names that are not UTF-8
+    are left out (scan_classes reports them)."""
+    return sorted(osp.basename(f)[:-4] for f in glob.glob(osp.join(glob.escape(ann_dir), '*.xml'))
+                  if is_utf8_name(f))
 
 
 def read_classes_file(path: str) -> List[str]:
@@ -62,13 +92,13 @@ def read_classes_file(path: str) -> List[str]:
     return names
 
 
-def scan_classes(folder: str, cache_dir: Optional[str] = None) -> List[str]:
+def scan_classes(folder: str, cache_dir: Optional[str] = None, ann_dir: Optional[str] = None) -> List[str]:
     """Sorted canonical class names found in all of folder/Annotations/*.xml (cached by the files' contents).
 
     An annotation whose file name is not UTF-8 (no image set line could name it), that does not parse, or whose
     object's class cannot be part of a file name is an AnnotationError naming the file (and object), or with
     SKIP_BAD_ANNOTATIONS a warning, and it (or the object) is left out."""
-    files = sorted(glob.glob(osp.join(folder, 'Annotations', '*.xml')))
+    files = sorted(glob.glob(osp.join(glob.escape(ann_dir or osp.join(folder, 'Annotations')), '*.xml')))
     key = make_key(kind='voc_folder_classes', files=files, content=hash_files(files),
                    skip=skip_bad_annotations())
     cache_file = None
@@ -111,6 +141,14 @@ def scan_classes(folder: str, cache_dir: Optional[str] = None) -> List[str]:
     return result
 
 
+def _unique_paths(paths: List[str]) -> List[str]:
+    out: List[str] = []
+    for p in paths:
+        if osp.normpath(p) not in [osp.normpath(q) for q in out]:
+            out.append(p)
+    return out
+
+
 class voc_folder(voc_layout):
     """A VOC-layout folder ``path`` with split ``image_set``; name <basename(path)>_<image_set> unless given."""
 
@@ -123,9 +161,12 @@ class voc_folder(voc_layout):
         path = osp.abspath(osp.expanduser(path))
         if not osp.isdir(path):
             raise FileNotFoundError('dataset folder does not exist: {}'.format(path))
-        if not is_voc_folder(path):
+        self._ann_dir = annotation_dir(path)
+        if self._ann_dir is None or not _has_xml(self._ann_dir):
             raise FileNotFoundError('{} is not a VOC-layout folder: it must directly hold Annotations/, '
-                                    'JPEGImages/ and ImageSets/Main/<split>.txt'.format(path))
+                                    'JPEGImages/ and ImageSets/Main/<split>.txt, or labelImg\'s XML files (beside '
+                                    'the images or in one subfolder)'.format(path))
+        self._voc_layout = is_voc_folder(path)
         self._devkit_path = path
         self._year = None
         if name is None:
@@ -137,7 +178,7 @@ class voc_folder(voc_layout):
             if self._classes_file:
                 classes = read_classes_file(classes_file)
             else:
-                classes = scan_classes(path, self.cache_path)
+                classes = scan_classes(path, self.cache_path, self._ann_dir)
                 if not classes:
                     raise ValueError('{}: no objects in any annotation and no classes.txt: cannot tell the '
                                      'classes'.format(path))
@@ -152,24 +193,44 @@ class voc_folder(voc_layout):
     def _class_source(self) -> str:
         return self._classes_file or 'list (found in the annotations)'
 
+    def _annotation_path(self, index: str) -> str:
+        return osp.join(self._ann_dir, index + '.xml')
+
+    def _load_image_set_index(self) -> List[str]:
+        """ImageSets/Main/<split>.txt; for 'all' without such a file, every annotated id (sorted)."""
+        if self._image_set == 'all' and not osp.exists(self._image_set_file()):
+            return annotated_ids(self._ann_dir)
+        return voc_layout._load_image_set_index(self)
+
+    def _image_dirs(self) -> List[str]:
+        """Folders searched for images: JPEGImages/ for the VOC layout; else the annotations' folder, the folder
+        itself, its JPEGImages/ and images/ (labelImg saves the XML beside the image, or in a folder of its own)."""
+        root = self._data_path
+        if self._voc_layout:
+            return [osp.join(root, 'JPEGImages')]
+        return _unique_paths([self._ann_dir, root, osp.join(root, 'JPEGImages'), osp.join(root, 'images')])
+
     def _image_candidates(self, index: str) -> List[str]:
-        """JPEGImages/<filename of the annotation> (when given), then JPEGImages/<index> + .jpg/.jpeg/.png/.bmp
+        """<dir>/<filename of the annotation> (when given), then <dir>/<index> + .jpg/.jpeg/.png/.bmp for each
+        of _image_dirs (JPEGImages/ for the VOC layout)
         (and their upper-case forms). Raises AnnotationError when <filename> points outside the folder."""
         root = self._data_path
-        img_dir = osp.join(root, 'JPEGImages')
         ann = self._annotation_path(index)
         cands = []
         filename = None
         if osp.exists(ann):
             filename = parse_voc_xml(ann)['filename']
+        dirs = self._image_dirs()
         if filename:
-            cand = osp.normpath(osp.join(img_dir, filename))
-            if osp.isabs(filename) or '\0' in filename or \
-                    not (cand + os.sep).startswith(osp.normpath(root) + os.sep):
-                raise AnnotationError('{}: <filename> {!r} points outside the dataset folder {}'.format(
-                    shown_path(ann), filename, shown_path(root)))
-            cands.append(cand)
-        cands += [osp.join(img_dir, index + ext) for ext in IMAGE_EXTS]
+            for img_dir in dirs:
+                cand = osp.normpath(osp.join(img_dir, filename))
+                if osp.isabs(filename) or '\0' in filename or \
+                        not (cand + os.sep).startswith(osp.normpath(root) + os.sep):
+                    raise AnnotationError('{}: <filename> {!r} points outside the dataset folder {}'.format(
+                        shown_path(ann), filename, shown_path(root)))
+                cands.append(cand)
+        for img_dir in dirs:
+            cands += [osp.join(img_dir, index + ext) for ext in IMAGE_EXTS]
         return cands
 
     def _image_path_from_index(self, index: str) -> str:
@@ -179,7 +240,8 @@ class voc_folder(voc_layout):
             if osp.isfile(c):
                 return c
         raise FileNotFoundError('{}: missing image for {!r}: tried {}'.format(
-            shown_path(self._annotation_path(index)), index, ', '.join(cands[:len(cands) - 4])))
+            shown_path(self._annotation_path(index)), index, ', '.join(
+                c for c in cands if not c.endswith(IMAGE_EXTS[4:]))))
 
     def _gt_cache_key(self, index: List[str]) -> str:
         base = voc_layout._gt_cache_key(self, index)

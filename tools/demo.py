@@ -18,6 +18,10 @@ when an output would be one of the inputs, or when --out already holds, at an ou
 demo.py did not draw (demo.py marks its pictures with a comment inside the file; the default folder
 output/demo/ is demo.py's own, and pictures there are replaced). An earlier picture of demo.py is replaced.
 
+When at least one picture was saved, --out also gets index.html: every picture of the run on one page (relative
+links, in the order of the inputs, each with its input's name and its detections). It is replaced on each run;
+an index.html in --out that demo.py did not write is refused like a picture.
+
 An image that cannot be read or decoded, or a picture that cannot be written, is reported (one line naming the
 file) and skipped; the other images are still processed and the exit status is then 1. Errors are one line,
 `demo.py: message`: exit status 2 for a wrong command line, 1 for bad data or a failed write.
@@ -25,12 +29,14 @@ file) and skipped; the other images are still processed and the exit status is t
 import _init_paths  # noqa: F401
 
 import argparse
+import html
 import os
 import os.path as osp
 import struct
 import sys
 import tempfile
 import time
+import urllib.parse
 import zlib
 
 import cv2
@@ -47,6 +53,8 @@ DEFAULT_NUM_IMAGES = 8
 #: Written inside every picture (a JPEG COM segment, a PNG tEXt chunk): how demo.py knows a file is its own.
 MARK = b'Drawn by py-faster-rcnn tools/demo.py'
 MARK_SCAN = 4096                                  # the mark lies within a picture's first bytes
+INDEX = 'index.html'
+INDEX_MARK = '<!-- ' + MARK.decode('ascii') + ' -->'
 
 
 class DemoError(Exception):
@@ -82,10 +90,15 @@ def parse_args(argv=None):
     parser.add_argument('--nms-thresh', dest='nms_thresh', default=0.3, type=float, help='per-class NMS (0.3)')
     parser.add_argument('--out', dest='out', default=None, type=str,
                         help='output folder (default output/demo); see below for the names')
+    parser.add_argument('--threads', dest='threads', type=int, default=None,
+                        help='CPU threads for torch (default: all cores)')
     parser.add_argument('--cfg', dest='cfg_file', default=None, type=str, help='optional config file')
     parser.add_argument('--set', dest='set_cfgs', default=None, nargs=argparse.REMAINDER, help='set config keys')
     parser.add_argument('inputs', nargs='*', help='image files or folders (default: built-in test images)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error('--threads must be at least 1, got {}'.format(args.threads))
+    return args
 
 
 def default_snapshot(root):
@@ -303,6 +316,46 @@ def save_picture(path, im):
         raise DemoError('cannot write {}: {}'.format(shown(path), e.strerror or e)) from None
 
 
+def index_html(entries, title):
+    """index.html's text: ``entries`` are (picture path relative to the index, input path, [(class, score, box)]).
+    Links are relative and percent-encoded (any file name), names HTML-escaped."""
+    rows = []
+    for rel, src, found in entries:
+        href = urllib.parse.quote(os.fsencode(rel).replace(os.sep.encode(), b'/'))
+        dets = ', '.join('{} {:.3f}'.format(c, s) for c, s, _ in found) or 'no detections'
+        rows.append('<figure><a href="{0}"><img src="{0}" alt="{1}" loading="lazy"></a>'
+                    '<figcaption><b>{1}</b><br>{2}<br><small>{3}</small></figcaption></figure>'.format(
+                        href, html.escape(shown(rel)), html.escape(dets), html.escape(shown(src))))
+    return '\n'.join([
+        '<!DOCTYPE html>', INDEX_MARK, '<html><head><meta charset="utf-8"><title>{}</title>'.format(
+            html.escape(title)),
+        '<style>body{font-family:sans-serif}figure{display:inline-block;vertical-align:top;margin:6px;'
+        'max-width:420px}img{max-width:400px;max-height:400px;border:1px solid #ccc}</style></head><body>',
+        '<h1>{}</h1>'.format(html.escape(title)), '<p>{} pictures</p>'.format(len(entries))] + rows
+        + ['</body></html>', ''])
+
+
+def is_demo_index(path):
+    """Whether the file at path is an index.html that demo.py wrote."""
+    try:
+        with open(path, 'rb') as f:
+            return INDEX_MARK.encode('ascii') in f.read(MARK_SCAN)
+    except OSError:
+        return False
+
+
+def write_index(out_dir, entries, title):
+    """Write out_dir/index.html atomically; raises DemoError naming it when it cannot be written."""
+    from utils.atomic import atomic_write
+    path = osp.join(out_dir, INDEX)
+    data = index_html(entries, title).encode('utf-8')
+    try:
+        atomic_write(path, lambda f: f.write(data))
+    except OSError as e:
+        raise DemoError('cannot write {}: {}'.format(shown(path), e.strerror or e)) from None
+    return path
+
+
 # ------------------------------------------------------------------------------------------------ detection
 def detect_and_draw(net, cfg, classes, im, conf_thresh, nms_thresh):
     """Returns (picture with the boxes drawn, [(class, score, box)], seconds, number of proposals)."""
@@ -353,6 +406,8 @@ def run(args):
     tune_cpu_runtime()
     from fast_rcnn.config import cfg as global_cfg
     root = global_cfg.ROOT_DIR
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     default_out = osp.join(root, 'output', 'demo')
     out_dir = osp.abspath(args.out or default_out)
@@ -371,6 +426,10 @@ def run(args):
             raise DemoError('no images to process')
     targets = output_path_for(images, out_dir)
     check_outputs(images, targets, own_folder)
+    index = osp.join(out_dir, INDEX)
+    if osp.lexists(index) and (osp.isdir(index) or not (own_folder or is_demo_index(index))):
+        raise DemoError('refusing to write: {} exists and was not written by {}; choose another --out'.format(
+            shown(index), PROG), status=2)
     if osp.lexists(out_dir) and not osp.isdir(out_dir):
         raise DemoError('--out {} exists and is not a folder'.format(shown(out_dir)), status=2)
     try:
@@ -378,7 +437,7 @@ def run(args):
     except OSError as e:
         raise DemoError('cannot create the output folder {}: {}'.format(shown(out_dir), e.strerror or e)) from None
 
-    failed = []
+    failed, saved = [], []
     for path, dst in zip(images, targets):
         im, why = read_image(path)
         if im is None:
@@ -403,10 +462,21 @@ def run(args):
             failed.append(path)
             continue
         print('  wrote {:s}'.format(shown(dst)))
+        saved.append((osp.relpath(dst, out_dir), path, found))
     done = len(images) - len(failed)
+    index_failed = False
+    if saved:
+        try:
+            print('Index of the pictures: {}'.format(shown(write_index(
+                out_dir, saved, 'Detections of {}'.format(osp.basename(net_path))))))
+        except DemoError as e:
+            warn('error: {}'.format(e))
+            index_failed = True
     if failed:
         warn('{} of {} images failed (see above); {} pictures saved in {}'.format(len(failed), len(images), done,
                                                                                   shown(out_dir)))
+        return 1
+    if index_failed:
         return 1
     print('Pictures saved in {:s}'.format(shown(out_dir)))
     return 0

@@ -1,6 +1,9 @@
 #!/usr/bin/env python
 """Test a Faster R-CNN snapshot on an image database and print each class's AP and `Mean AP = 0.xxxx`.
 
+Beside detections.pkl it leaves metrics.json (per-class AP, mean AP, the metric, the snapshot, the dataset; COCO's
+summary numbers for COCO) and pr_curves.png (each class's precision/recall curve), and prints an AP table.
+
     tools/test_net.py --net output/faster_rcnn_end2end/shapes_trainval/tiny_faster_rcnn_iter_4000.pth \\
         --imdb shapes_test
 
@@ -48,7 +51,7 @@ def main(argv=None):
     tune_cpu_runtime()
     from datasets.factory import get_imdb
     from fast_rcnn.config import ConfigError, get_output_dir
-    from fast_rcnn.test import check_classes, load_detector, resolve_device, test_net
+    from fast_rcnn.test import check_classes, load_detector, portable_imdb_name, resolve_device, test_net
 
     print('Called with args:')
     print(args)
@@ -69,7 +72,12 @@ def main(argv=None):
     except (ValueError, RuntimeError) as e:  # a damaged, diverged or foreign snapshot: the message names it
         print('test_net.py: {}'.format(e), file=sys.stderr)
         sys.exit(1)
-    imdb = get_imdb(args.imdb_name)
+    from datasets.imdb import DatasetNotFound
+    try:
+        imdb = get_imdb(args.imdb_name)
+    except DatasetNotFound as e:
+        print('test_net.py: --imdb {}: {}'.format(args.imdb_name, e), file=sys.stderr)
+        sys.exit(2)
     imdb.competition_mode(args.comp_mode)
     try:
         check_classes(classes, imdb)
@@ -83,7 +91,8 @@ def main(argv=None):
     output_dir = get_output_dir(imdb, net.name, cfg=cfg)
     print('Output will be saved to `{:s}`'.format(output_dir))
     test_net(net, imdb, max_per_image=args.max_per_image, vis=args.vis, cfg=cfg, output_dir=output_dir,
-             classes=classes, nproc=args.nproc)
+             classes=classes, nproc=args.nproc, snapshot=args.caffemodel,
+             imdb_spec=portable_imdb_name(args.imdb_name))
 
 
 if __name__ == '__main__':

@@ -192,6 +192,11 @@ class coco(imdb):
         coco_eval.evaluate()
         coco_eval.accumulate()
         ap = self._print_detection_eval_metrics(coco_eval)
+        names = ('AP', 'AP50', 'AP75', 'AP_small', 'AP_medium', 'AP_large', 'AR_1', 'AR_10', 'AR_100', 'AR_small',
+                 'AR_medium', 'AR_large')
+        # the last evaluation's numbers, for test_net's metrics.json (fast_rcnn.test)
+        self.last_eval = {'metric': 'coco', 'dataset': self.name, 'mean_ap': float(ap),
+                          'coco': {n: float(v) for n, v in zip(names, coco_eval.stats)}}
         eval_file = osp.join(output_dir, 'detection_results.json')
         with open(eval_file, 'w') as fid:
             json.dump({'ap_50_95': ap, 'stats': [float(s) for s in coco_eval.stats]}, fid)
@@ -236,6 +241,7 @@ class coco(imdb):
             res_file += '_{}'.format(str(uuid.uuid4()))
         res_file += '.json'
         self._write_coco_results_file(all_boxes, res_file)
+        self.last_eval = None
         ap = 0.0
         # test splits have no public ground truth
         if self._image_set.find('test') == -1:

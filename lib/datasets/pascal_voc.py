@@ -540,6 +540,7 @@ class voc_layout(imdb):
         imagesetfile = self._eval_image_set_file(output_dir)
         cachedir = self._eval_cache_dir()
         aps = []
+        curves = {}
         use_07_metric = self._use_07_metric()
         print('VOC07 metric? ' + ('Yes' if use_07_metric else 'No'))
         os.makedirs(output_dir, exist_ok=True)
@@ -553,6 +554,12 @@ class voc_layout(imdb):
             aps += [ap]
             print('AP for {} = {:.4f}'.format(cls, ap))
             np.savez(osp.join(output_dir, cls + '_pr.npz'), rec=rec, prec=prec, ap=ap)
+            curves[cls] = (np.asarray(rec, dtype=np.float64), np.asarray(prec, dtype=np.float64))
+        # the last evaluation's numbers, for test_net's metrics.json and pr_curves.png (fast_rcnn.test)
+        self.last_eval = {'metric': 'voc07_11point' if use_07_metric else 'area', 'dataset': self.name,
+                          'classes': [c for c in self._classes if c != '__background__'],
+                          'ap': {c: float(a) for c, a in zip(curves, aps)},
+                          'mean_ap': float(np.mean(aps)), 'curves': curves}
         print('Mean AP = {:.4f}'.format(np.mean(aps)))
         print('~~~~~~~~')
         print('Results:')
@@ -563,8 +570,6 @@ class voc_layout(imdb):
         print('')
         print('--------------------------------------------------------------')
         print('Results computed with the **unofficial** Python eval code.')
-        print('Results should be very close to the official MATLAB eval code.')
-        print('Recompute with `./tools/reval.py --matlab ...` for your paper.')
         print('-- Thanks, The Management')
         print('--------------------------------------------------------------')
         return aps

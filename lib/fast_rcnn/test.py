@@ -4,10 +4,14 @@
   starts from the defaults, then the snapshot's training cfg, then ``cfg_files`` (--cfg), then ``set_cfgs`` (--set).
 - ``im_detect(net, im, cfg)``: one BGR image -> scores (R, K) and boxes (R, 4K) in image pixels.
 - ``test_net(net, imdb, ...)``: every image of ``imdb``: im_detect, score > thresh, per-class NMS, at most
-  ``max_per_image`` detections per image, ``detections.pkl`` in the output folder, then ``imdb.evaluate_detections``.
+  ``max_per_image`` detections per image, ``detections.pkl`` in the output folder, then ``imdb.evaluate_detections``
+  and ``write_eval_report``.
+- ``write_eval_report(imdb, output_dir, snapshot)``: after ``imdb.evaluate_detections``, from ``imdb.last_eval``:
+  prints the per-class AP table and writes ``metrics.json`` and ``pr_curves.png`` into ``output_dir``.
 """
 from __future__ import annotations
 
+import json
 import os
 import os.path as osp
 import pickle
@@ -278,7 +282,8 @@ def _detections(job: tuple, num_images: int, nproc: int):
 
 
 def test_net(net, imdb, max_per_image: int = 100, thresh: float = 0.05, vis: bool = False, cfg=None,
-             output_dir: Optional[str] = None, classes: Optional[Sequence[str]] = None, nproc: int = 1) -> Any:
+             output_dir: Optional[str] = None, classes: Optional[Sequence[str]] = None, nproc: int = 1,
+             snapshot: Optional[str] = None, imdb_spec: Optional[str] = None) -> Any:
     """Test ``net`` on every image of ``imdb`` and evaluate.
 
     Writes ``detections.pkl`` (all_boxes[cls][image] = (N, 5) float32) into ``output_dir`` (default
@@ -286,7 +291,9 @@ def test_net(net, imdb, max_per_image: int = 100, thresh: float = 0.05, vis: boo
     VOC-style datasets). ``classes``: the model's class names, checked against the imdb's. ``nproc`` > 1 (a CPU
     model only): the images are shared out over that many forked processes, torch's threads divided among them
     (on a 2-core CPU two 1-thread processes test ~1.4x as fast as one 2-thread process; the detections are those
-    of one process with as many threads as each worker).
+    of one process with as many threads as each worker). Then ``write_eval_report``: the per-class AP table,
+    ``metrics.json`` (``snapshot``: the snapshot's path, ``imdb_spec``: the name given to get_imdb, both recorded
+    there for tools/reval.py) and ``pr_curves.png``.
     """
     cfg = net.cfg if cfg is None else cfg
     if classes is not None:
@@ -320,4 +327,92 @@ def test_net(net, imdb, max_per_image: int = 100, thresh: float = 0.05, vis: boo
         pickle.dump(all_boxes, f, pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, det_file)
     print('Evaluating detections')
-    return imdb.evaluate_detections(all_boxes, output_dir)
+    return evaluate_and_report(imdb, all_boxes, output_dir, snapshot, imdb_spec)
+
+
+def portable_imdb_name(name: str) -> str:
+    """The name given to get_imdb, with a <folder>:<split>'s folder made absolute (each part of a joined a+b), so
+    that tools/reval.py can reopen the dataset from another working folder."""
+    def one(part: str) -> str:
+        if ':' in part and osp.isdir(part.rsplit(':', 1)[0]):
+            path, split = part.rsplit(':', 1)
+            return osp.abspath(path) + ':' + split
+        return part
+    if ':' in name and osp.isdir(name.rsplit(':', 1)[0]):
+        return one(name)
+    return '+'.join(one(p) for p in name.split('+'))
+
+
+def evaluate_and_report(imdb, all_boxes, output_dir: str, snapshot: Optional[str] = None,
+                        imdb_spec: Optional[str] = None) -> Any:
+    """``imdb.evaluate_detections(all_boxes, output_dir)`` (its result returned), then ``write_eval_report``."""
+    try:
+        imdb.last_eval = None  # never report an earlier evaluation's numbers
+    except AttributeError:
+        pass
+    result = imdb.evaluate_detections(all_boxes, output_dir)
+    write_eval_report(imdb, output_dir, snapshot, imdb_spec)
+    return result
+
+
+def ap_table(aps: Sequence[Tuple[str, float]], mean_ap: float) -> str:
+    """The per-class AP table: class names left-aligned in one column, APs right-aligned to 4 places, a rule,
+    then the mean."""
+    width = max([len('class'), len('mean')] + [len(c) for c, _ in aps])
+    lines = ['{:<{w}}  {:>6}'.format('class', 'AP', w=width), '-' * (width + 8)]
+    lines += ['{:<{w}}  {:>6.4f}'.format(c, a, w=width) for c, a in aps]
+    lines += ['-' * (width + 8), '{:<{w}}  {:>6.4f}'.format('mean', mean_ap, w=width)]
+    return '\n'.join(lines)
+
+
+def eval_metrics(last_eval: dict, snapshot: Optional[str] = None, imdb_spec: Optional[str] = None) -> dict:
+    """metrics.json's contents from an imdb's ``last_eval``: {'dataset' (the imdb's name), 'imdb' (the name given
+    to get_imdb, or None), 'metric' ('voc07_11point', 'area' or 'coco'), 'mean_ap', 'snapshot' (absolute path, or
+    None)} and, for VOC-style datasets, 'ap': {class: AP} (in the dataset's class order); for COCO, 'coco': the
+    summary numbers (AP, AP50, AP75, AP_small, ..., AR_large). NaN or infinite numbers are null."""
+    out = {'dataset': last_eval.get('dataset'), 'imdb': imdb_spec, 'metric': last_eval.get('metric'),
+           'mean_ap': _finite(last_eval['mean_ap']),
+           'snapshot': osp.abspath(snapshot) if snapshot else None}
+    if 'ap' in last_eval:
+        out['ap'] = {str(c): _finite(a) for c, a in last_eval['ap'].items()}
+    if 'coco' in last_eval:
+        out['coco'] = {str(k): _finite(v) for k, v in last_eval['coco'].items()}
+    return out
+
+
+def _finite(v: Any) -> Optional[float]:
+    """A float for JSON: None for NaN or an infinity (JSON has neither)."""
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def write_eval_report(imdb, output_dir: str, snapshot: Optional[str] = None,
+                      imdb_spec: Optional[str] = None) -> Optional[dict]:
+    """After ``imdb.evaluate_detections``: print the per-class AP table, write ``metrics.json`` (``eval_metrics``)
+    and, where there are precision/recall curves, ``pr_curves.png`` into ``output_dir`` (both atomically).
+    Returns the metrics, or None (nothing written) when the imdb left no ``last_eval`` (no ground truth, or a
+    dataset class that does not record one)."""
+    from utils.atomic import atomic_write
+    last = getattr(imdb, 'last_eval', None)
+    if not isinstance(last, dict) or 'mean_ap' not in last:
+        return None
+    last = dict(last)
+    last.setdefault('dataset', getattr(imdb, 'name', None))
+    metrics = eval_metrics(last, snapshot, imdb_spec)
+    if 'ap' in metrics:
+        print('')
+        print(ap_table([(c, float(last['ap'][c])) for c in metrics['ap']], float(last['mean_ap'])))
+        print('')
+    os.makedirs(output_dir, exist_ok=True)
+    path = osp.join(output_dir, 'metrics.json')
+    data = (json.dumps(metrics, indent=2, allow_nan=False) + '\n').encode('utf-8')
+    atomic_write(path, lambda f: f.write(data))
+    print('Wrote {}'.format(path))
+    if last.get('curves'):
+        from utils.plots import draw_pr_curves
+        png = draw_pr_curves(last['curves'], last.get('ap', {}), '{}: mean AP {:.4f} ({})'.format(
+            metrics['dataset'], float(last['mean_ap']), metrics['metric']))
+        path = osp.join(output_dir, 'pr_curves.png')
+        atomic_write(path, lambda f: f.write(png))
+        print('Wrote {}'.format(path))
+    return metrics

@@ -105,7 +105,7 @@ def test_end_to_end_one_marked_picture_per_input(run_demo, tmp_path):
     rc, out, err = run_demo(['--conf-thresh', '0.0', '--out', tmp_path / 'out', tmp_path / 'in'])
     assert rc == 0, err
     assert err == ''
-    assert sorted(os.listdir(str(tmp_path / 'out'))) == ['p.jpg', 'q.bmp.png']
+    assert sorted(os.listdir(str(tmp_path / 'out'))) == ['index.html', 'p.jpg', 'q.bmp.png']
     assert 'Demo for {}'.format(tmp_path / 'in' / 'p.jpg') in out
     assert out.strip().splitlines()[-1] == 'Pictures saved in {}'.format(tmp_path / 'out')
     with open(str(tmp_path / 'out' / 'q.bmp.png'), 'rb') as f:   # the detections drawn: not uniform any more
@@ -218,7 +218,7 @@ def test_unreadable_and_undecodable_images_are_named_and_skipped(run_demo, tmp_p
         'demo.py: warning: cannot decode {} as an image (0 bytes), skipped'.format(d / 'empty.png'),
         'demo.py: warning: cannot read {}: No such file or directory, skipped'.format(d / 'link.jpg'),
         'demo.py: 3 of 4 images failed (see above); 1 pictures saved in {}'.format(tmp_path / 'out')]
-    assert os.listdir(str(tmp_path / 'out')) == ['good.png']
+    assert sorted(os.listdir(str(tmp_path / 'out'))) == ['good.png', 'index.html']
 
 
 def test_a_non_utf8_file_name_is_read_and_named(run_demo, tmp_path):
@@ -231,5 +231,78 @@ def test_a_non_utf8_file_name_is_read_and_named(run_demo, tmp_path):
     assert _lines(err)[0] == 'demo.py: warning: cannot decode {}/bad\\xff.jpg as an image (7 bytes), skipped'.format(
         tmp_path / 'd')
     assert 'Demo for {}/caf\\xe9.png'.format(tmp_path / 'd') in out
-    assert os.listdir(os.fsencode(str(tmp_path / 'out'))) == [b'caf\xe9.png']
+    assert sorted(os.listdir(os.fsencode(str(tmp_path / 'out')))) == [b'caf\xe9.png', b'index.html']
     assert _colour(os.fsencode(str(tmp_path / 'out')) + b'/caf\xe9.png') == (0, 250, 0)
+
+
+# --------------------------------------------------------------------------------------------- index.html
+def _links(path):
+    import re
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    return re.findall(r'<a href="([^"]*)">', text), text
+
+
+def test_index_lists_every_picture_with_relative_escaped_links(run_demo, tmp_path):
+    _picture(str(tmp_path / 'a' / 'img.jpg'), (200, 10, 10))
+    _picture(str(tmp_path / 'b' / 'img.jpg'), (10, 200, 10))
+    _picture(str(tmp_path / 'b' / 'x&y <z>.png'), (10, 10, 200))
+    _picture(str(tmp_path / 'b' / 'q.bmp'), (10, 10, 200))
+    rc, out, err = run_demo(['--out', tmp_path / 'out', tmp_path / 'a' / 'img.jpg', tmp_path / 'b'])
+    assert rc == 0, err
+    index = str(tmp_path / 'out' / 'index.html')
+    assert 'Index of the pictures: {}'.format(index) in out
+    links, text = _links(index)
+    # every picture written, in the inputs' order (b's folder sorted by name), percent-encoded relative links
+    assert links == ['a/img.jpg', 'b/img.jpg', 'b/q.bmp.png', 'b/x%26y%20%3Cz%3E.png']
+    for rel in ('a/img.jpg', 'b/img.jpg', 'b/q.bmp.png', 'b/x&y <z>.png'):
+        assert osp.isfile(str(tmp_path / 'out' / rel))
+    assert '<b>b/x&amp;y &lt;z&gt;.png</b>' in text and '<z>' not in text
+    assert text.count('<img ') == 4 and '<p>4 pictures</p>' in text
+    # a rerun replaces it; no temp file is left beside it
+    rc, out, err = run_demo(['--out', tmp_path / 'out', tmp_path / 'a' / 'img.jpg'])
+    assert rc == 0, err
+    assert _links(index)[0] == ['img.jpg']
+    assert not [n for n in os.listdir(str(tmp_path / 'out')) if n.startswith('.')]
+
+
+def test_index_names_a_non_utf8_picture(run_demo, tmp_path):
+    d = os.fsencode(str(tmp_path / 'd'))
+    _picture(d + b'/caf\xe9.png', (0, 250, 0), ext='.png')
+    rc, out, err = run_demo(['--out', tmp_path / 'out', os.fsdecode(d)])
+    assert rc == 0, err
+    links, text = _links(str(tmp_path / 'out' / 'index.html'))
+    assert links == ['caf%E9.png'] and 'caf\\xe9.png' in text
+
+
+def test_index_is_not_written_over_a_users_file(run_demo, tmp_path):
+    _picture(str(tmp_path / 'in' / 'x.jpg'), (5, 5, 5))
+    (tmp_path / 'out').mkdir()
+    (tmp_path / 'out' / 'index.html').write_bytes(b'<html>my page</html>')
+    rc, out, err = run_demo(['--out', tmp_path / 'out', tmp_path / 'in'])
+    assert rc == 2
+    assert _lines(err) == ['demo.py: refusing to write: {} exists and was not written by demo.py; choose another '
+                           '--out'.format(tmp_path / 'out' / 'index.html')]
+    assert os.listdir(str(tmp_path / 'out')) == ['index.html']         # nothing drawn
+    assert (tmp_path / 'out' / 'index.html').read_bytes() == b'<html>my page</html>'
+
+
+def test_no_index_when_no_picture_was_saved(run_demo, tmp_path):
+    (tmp_path / 'in').mkdir()
+    (tmp_path / 'in' / 'bad.jpg').write_bytes(b'not an image')
+    rc, out, err = run_demo(['--out', tmp_path / 'out', tmp_path / 'in'])
+    assert rc == 1
+    assert os.listdir(str(tmp_path / 'out')) == []
+
+
+def test_threads_sets_torchs_threads(run_demo, tmp_path, monkeypatch):
+    import torch
+    seen = []
+    monkeypatch.setattr(torch, 'set_num_threads', lambda n: seen.append(n))
+    _picture(str(tmp_path / 'in' / 'x.jpg'), (5, 5, 5))
+    rc, out, err = run_demo(['--threads', '1', '--out', tmp_path / 'out', tmp_path / 'in'])
+    assert rc == 0, err
+    assert seen == [1]
+    with pytest.raises(SystemExit) as e:
+        demo.parse_args(['--threads', '0'])
+    assert e.value.code == 2

@@ -83,3 +83,22 @@ def tiny_model(c, seed=0):
 
 
 CLASSES = ['__background__', 'bright', 'dark']
+
+
+class SignalingData(TinyData):
+    """TinyData that sends this process ``signum`` (``times`` times in a row) during its ``at``-th forward() (1-based):
+    a Ctrl-C or a kill in the middle of an iteration, for the tests of stopping on a signal."""
+
+    def __init__(self, at, signum=None, times=1, **kw):
+        import signal
+        super().__init__(**kw)
+        self.at, self.signum, self.times = int(at), signal.SIGINT if signum is None else signum, int(times)
+        self.calls = 0
+
+    def forward(self):
+        import os
+        self.calls += 1
+        if self.calls == self.at:
+            for _ in range(self.times):
+                os.kill(os.getpid(), self.signum)
+        return super().forward()

@@ -44,7 +44,7 @@ SOLVER = osp.join(ROOT, 'models', 'shapes', 'TINY', 'faster_rcnn_end2end', 'solv
 CFG = osp.join(ROOT, 'experiments', 'cfgs', 'faster_rcnn_end2end.yml')
 ITER_IN_NAME = re.compile(r'_iter_(\d+)\.pth')
 SNAPSHOT_NAME = re.compile(r'^[^.].*_iter_(\d+)\.pth$')
-LOG_ITER = re.compile(r'^Iteration (\d+),')
+LOG_ITER = re.compile(r'^(?:\[[^\]]*\] )?Iteration (\d+),')  # display lines may start with a [time] stamp
 LOG_OUTPUT = re.compile(r'^Output will be saved to `(.*)`')
 LOG_RESUME = re.compile(r'^Resuming from .*_iter_(\d+)\.pth')
 

@@ -57,7 +57,11 @@ def main(argv=None):
     print(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device, args.gpu_id)
+    try:
+        device = resolve_device(args.device, args.gpu_id)
+    except ValueError as e:
+        print('test_net.py: {}'.format(e), file=sys.stderr)
+        sys.exit(2)
     if args.nproc < 1 or (args.nproc > 1 and device.type != 'cpu'):
         sys.exit('test_net.py: --nproc shares a CPU out over processes: 1 or more with --device cpu, 1 on a GPU '
                  '(got {} on {})'.format(args.nproc, device))
@@ -79,6 +83,10 @@ def main(argv=None):
         print('test_net.py: --imdb {}: {}'.format(args.imdb_name, e), file=sys.stderr)
         sys.exit(2)
     imdb.competition_mode(args.comp_mode)
+    if not imdb.name.startswith('coco_2015_'):  # test-dev/test publish no annotations to count
+        from datasets.summary import summarize
+        lines, warnings = summarize(imdb)
+        print('\n'.join(lines + ['warning: ' + w for w in warnings]))
     try:
         check_classes(classes, imdb)
     except ValueError as e:

@@ -9,6 +9,16 @@ the solver's max_iter. Snapshots go to output/<EXP_DIR>/<imdb name>/, which the 
 command resumes from the newest one, --fresh moves the earlier ones to old/<time>/ there.
 --nproc N trains data-parallel in N processes (torch.distributed: gloo on CPU, NCCL on GPUs) that share out each
 iteration's iter_size minibatches: the same training as one process, faster (a run may resume with another N).
+
+Beside the snapshots the run keeps its record: config.yml, train_log.jsonl (one JSON object per display line),
+loss.png (redrawn at each snapshot), log.txt (a copy of what it printed), TensorBoard events when the tensorboard
+package is installed. A snapshot whose cfg or solver differs from the run's (in keys that change the training) is
+not resumed: it is moved to old/<time>/ with a one-line note of the differences, and the run starts fresh.
+
+Ctrl-C (SIGINT) or SIGTERM: the run finishes the current iteration, writes a snapshot (a second signal is ignored
+meanwhile), prints `Wrote snapshot to: PATH` last and exits with 130 (SIGINT) or 143 (SIGTERM); rerunning the
+command resumes from that snapshot exactly. Exit status 0: done; 1: bad data or files, or a diverged run; 2: a
+mistake in the command line.
 """
 import _init_paths  # noqa: F401
 
@@ -48,6 +58,13 @@ def parse_args(argv=None):
     parser.add_argument('--force-unlock', dest='force_unlock', action='store_true',
                         help='take the output folder\'s lock even if another host\'s run holds it (a run of this '
                         'host that is gone is noticed without it)')
+    parser.add_argument('--display', dest='display', type=int, default=None,
+                        help='print (and log) the loss every N iterations (default: the solver\'s display)')
+    parser.add_argument('--val-imdb', dest='val_imdb', default=None, type=str,
+                        help='evaluate on this dataset during training (with --eval-every): mean AP logged to '
+                        'train_log.jsonl, the best snapshot kept as <prefix>_best.pth')
+    parser.add_argument('--eval-every', dest='eval_every', default=None, type=int,
+                        help='iterations between evaluations on --val-imdb')
     parser.add_argument('--set', dest='set_cfgs', help='set config keys (last: it takes the rest of the line)',
                         default=None, nargs=argparse.REMAINDER)
     if argv is None and len(sys.argv) == 1:
@@ -56,12 +73,19 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.max_iters is not None and args.max_iters < 1:
         parser.error('--iters must be at least 1, got {}'.format(args.max_iters))
+    if args.display is not None and args.display < 1:
+        parser.error('--display must be at least 1, got {}'.format(args.display))
+    if (args.val_imdb is None) != (args.eval_every is None):
+        parser.error('--val-imdb and --eval-every go together')
+    if args.eval_every is not None and args.eval_every < 1:
+        parser.error('--eval-every must be at least 1, got {}'.format(args.eval_every))
     return args
 
 
 def combined_roidb(imdb_names, cfg):
     """The training roidb of one dataset or of several joined with '+', and the imdb that names the output."""
     from datasets.factory import get_imdb
+    from datasets.summary import summarize
     from fast_rcnn.train import get_training_roidb
 
     def get_roidb(name):
@@ -69,7 +93,10 @@ def combined_roidb(imdb_names, cfg):
         print('Loaded dataset `{:s}` for training'.format(imdb.name))
         imdb.set_proposal_method(cfg.TRAIN.PROPOSAL_METHOD)
         print('Set proposal method: {:s}'.format(cfg.TRAIN.PROPOSAL_METHOD))
-        return imdb, get_training_roidb(imdb, cfg)
+        roidb = get_training_roidb(imdb, cfg)
+        lines, warnings = summarize(imdb, roidb)  # what it will learn from, and likely label typos
+        print('\n'.join(lines + ['warning: ' + w for w in warnings]))
+        return imdb, roidb
 
     parts = [get_roidb(s) for s in imdb_names.split('+')]
     imdb, roidb = parts[0]
@@ -121,11 +148,19 @@ def main(argv=None):
     """Run; a mistake in the command line (exit status 2), in the data or files (1), or a diverged run (1) ends in
     one line `train_net.py: message`, not a traceback."""
     from fast_rcnn.config import ConfigError
-    from fast_rcnn.train import SolverError, TrainingDiverged
+    from fast_rcnn.train import CommandLineError, SolverError, TrainingDiverged, TrainingInterrupted
     from utils.atomic import DiskFullError
     from utils.lock import LockedError
     try:
         run(argv)
+    except TrainingInterrupted as e:  # the snapshot is written and `Wrote snapshot to:` was the last line
+        sys.exit(128 + e.signum if e.signum > 0 else 1)
+    except KeyboardInterrupt:  # Ctrl-C before training started: nothing to save
+        print('train_net.py: interrupted before training started; nothing was written', file=sys.stderr,
+              flush=True)
+        sys.exit(130)
+    except CommandLineError as e:
+        _fail(e, 2)
     except ConfigError as e:
         _fail(e, 2 if str(e).startswith('--set') else 1)
     except (SolverError, LockedError, DiskFullError, TrainingDiverged) as e:
@@ -144,18 +179,24 @@ def _fail(e, status):
 
 def run(argv=None):
     args = parse_args(argv)
+    from fast_rcnn.train import check_device, check_weights_file
+    device = check_device(args.device, args.gpu_id)  # before anything heavy: the command line's own mistakes
+    if args.pretrained_model is not None:
+        check_weights_file(args.pretrained_model)
+    from utils.train_record import install_tee
+    tee = install_tee()  # log.txt gets these lines too, once the output folder is known
     from utils.runtime import tune_cpu_runtime
     tune_cpu_runtime()
     from fast_rcnn.config import cfg, cfg_to_dict, get_output_dir
-    from fast_rcnn.test import resolve_device
     from fast_rcnn.train import filter_roidb, load_solver
     from nets.backbones import build_net
 
     print('Called with args:')
     print(args)
     solver = load_solver(args.solver)
+    if args.display is not None:
+        solver['display'] = args.display
     build_train_cfg(args, solver, cfg)
-    device = resolve_device(args.device, args.gpu_id)
     cfg.DEVICE = str(device)
     if device.type == 'cuda':
         cfg.GPU_ID = device.index or 0
@@ -207,6 +248,8 @@ def run(argv=None):
            'threads': torch.get_num_threads()}
     from utils.lock import OutputLock
     with OutputLock(output_dir, force=args.force_unlock) as lock:  # this process runs the run: it holds the lock
+        from utils.train_record import TEXT_LOG_NAME
+        tee.attach(osp.join(output_dir, TEXT_LOG_NAME))  # under the lock: another run's log.txt is not ours
         if lock.took_over:
             print('Took over the lock of {} from pid {} (on {}), which is gone'.format(
                 output_dir, lock.took_over.get('pid'), lock.took_over.get('host')))
@@ -217,15 +260,72 @@ def run(argv=None):
         import torch.multiprocessing as mp
         print('Training in {:d} processes of {:d} thread(s) each'.format(args.nproc, torch.get_num_threads()),
               flush=True)
+        from fast_rcnn.train import TrainingInterrupted
         with tempfile.TemporaryDirectory(prefix='train_net_') as tmp:
             job['rendezvous'] = 'file://' + osp.join(tmp, 'rendezvous')
-            mp.spawn(train_process, args=(job,), nprocs=args.nproc, join=True)
+            ctx = mp.spawn(train_process, args=(job,), nprocs=args.nproc, join=False)
+            with ForwardSignals(ctx.processes) as fwd:  # every process stops after the same iteration
+                while not ctx.join():
+                    pass
+        if fwd.signum is not None:  # the processes stopped with a snapshot; process 0 printed its path last
+            raise TrainingInterrupted(fwd.signum, '', -1)
+
+
+class ForwardSignals:
+    """While active, SIGINT and SIGTERM to this (parent) process are passed on to the training processes (which
+    stop after the same iteration, with a snapshot) instead of stopping it; ``signum`` is the first one."""
+
+    def __init__(self, processes):
+        self.processes = processes
+        self.signum = None
+        self._old = {}
+
+    def _handler(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
+        for p in self.processes:
+            if p.is_alive():
+                try:
+                    os.kill(p.pid, signum)
+                except ProcessLookupError:
+                    pass
+
+    def __enter__(self):
+        import signal
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def make_validator(imdb_name, job, device):
+    """validate(snapshot path, iteration) -> mean AP of that snapshot on dataset ``imdb_name``, as test_net.py
+    computes it (its detections and report under <output dir>/val/<imdb>/iter_<N>/)."""
+    from datasets.factory import get_imdb
+    from fast_rcnn.test import check_classes, load_detector, test_net
+    imdb = get_imdb(imdb_name)
+    check_classes(job['classes'], imdb)  # before training: a wrong dataset is found at once
+    if hasattr(imdb, 'set_proposal_method'):
+        try:
+            imdb.set_proposal_method('gt')
+        except Exception:  # noqa: BLE001 - proposals are not needed (the RPN makes them)
+            pass
+
+    def validate(path, iteration):
+        net, net_cfg, classes = load_detector(path, device=device)
+        out = osp.join(job['output_dir'], 'val', imdb.name, 'iter_{}'.format(iteration))
+        return float(test_net(net, imdb, cfg=net_cfg, output_dir=out, classes=classes, snapshot=path))
+    return validate
 
 
 def train_process(rank, job):
     """Build the model and the data layer and train: the whole run (rank 0 of 1), or one of --nproc processes."""
     from fast_rcnn.config import cfg, cfg_from_dict
-    from fast_rcnn.train import TrainingDiverged, train_net
+    from fast_rcnn.train import TrainingDiverged, TrainingInterrupted, train_net
     from nets.faster_rcnn import FasterRCNN
     from utils.atomic import DiskFullError
     from nets.weights import load_pretrained
@@ -265,9 +365,21 @@ def train_process(rank, job):
         for t in list(model.parameters()) + list(model.buffers()):
             dist.broadcast(t.data, 0)
     data_layer = make_data_layer(job['roidb'], len(job['classes']), cfg, seed)
+    validate = None
+    if args.val_imdb and rank == 0:
+        from fast_rcnn.train import get_rng_state, set_rng_state
+        state = get_rng_state()  # loading a dataset may draw random numbers: the training's must not move
+        validate = make_validator(args.val_imdb, job, device)
+        set_rng_state(state)
     try:
         train_net(model, data_layer, job['output_dir'], job['solver'], cfg, job['classes'], job['max_iters'],
-                  imdb_name=job['imdb_name'], resume=not args.fresh, seed=seed)
+                  imdb_name=job['imdb_name'], resume=not args.fresh, seed=seed, record=True,
+                  validate=validate, eval_every=args.eval_every or 0)
+    except TrainingInterrupted:
+        if nproc == 1:
+            raise
+        # a spawned process exits 0 (a non-zero status would make the parent kill the others at once); the parent
+        # exits with the signal's status
     except (TrainingDiverged, DiskFullError) as e:
         if nproc == 1:
             raise

@@ -59,13 +59,10 @@ def build_cfg(snapshot_cfg: Optional[dict] = None, cfg_files: Sequence[str] = ()
 
 
 def resolve_device(device: Optional[str], gpu: Optional[int] = None) -> torch.device:
-    """'cpu', 'cuda' or 'cuda:N' (or --gpu N) -> torch.device, with a clear error when CUDA is missing."""
-    if device is None:
-        device = 'cuda:{}'.format(gpu) if gpu is not None else 'cpu'
-    dev = torch.device(device)
-    if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError('--device {}: CUDA is not available on this machine (use --device cpu)'.format(device))
-    return dev
+    """'cpu', 'cuda' or 'cuda:N' (or --gpu N) -> torch.device; fast_rcnn.train.CommandLineError (a ValueError, one
+    line) when it is not a device or CUDA is missing."""
+    from fast_rcnn.train import check_device
+    return check_device(device, gpu)
 
 
 def load_detector(path: str, cfg_files: Sequence[str] = (), set_cfgs: Sequence[str] = (),

@@ -11,7 +11,11 @@ with Caffe's SGD solver.
   in), and resuming that reproduces the uninterrupted run (model, optimizer history, iteration, RNG states and the
   data layer's position are all in the snapshot; the sampling of minibatch m is seeded from (seed, m)), alone or
   in a torch.distributed group that shares out each iteration's minibatches (``train_net.py --nproc``).
-- ``get_training_roidb``, ``filter_roidb``, ``train_net``: as the original.
+- ``get_training_roidb``, ``filter_roidb``, ``train_net``: as the original; ``train_net`` also resumes only from a
+  snapshot whose cfg and solver match the run's (``snapshot_differences``), stops on SIGINT/SIGTERM at the end of
+  an iteration with a snapshot (``TrainingInterrupted``), keeps the run's record (utils.train_record) and
+  optionally evaluates during training.
+- ``check_device``, ``check_weights_file``: the command-line checks train_net.py (and test_net.py) make first.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import os
 import os.path as osp
 import random
 import re
+import sys
 import time
 from collections import deque
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -71,6 +76,81 @@ class SolverError(ValueError):
 
 class TrainingDiverged(FloatingPointError):
     """The loss or the weights became NaN or Inf; the message names the iteration and its images."""
+
+
+class CommandLineError(ValueError):
+    """A mistake in a tool's command line (train_net.py and test_net.py exit with status 2 on it)."""
+
+
+def check_device(device: Optional[str], gpu: Optional[int] = None) -> torch.device:
+    """``--device`` ('cpu', 'cuda', 'cuda:N'; None: cpu) or ``--gpu N`` as a torch.device; CommandLineError (one
+    line) when it is not a device name, CUDA is not available, or the GPU index is past the machine's GPUs."""
+    if device is None:
+        device = 'cuda:{}'.format(gpu) if gpu is not None else 'cpu'
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise CommandLineError('--device {}: not a device (cpu, cuda or cuda:N)'.format(device)) from None
+    if dev.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise CommandLineError('CUDA is not available on this machine (--device {}; torch {}{}): use --device '
+                                   'cpu'.format(device, torch.__version__,
+                                                '' if torch.version.cuda else ', built without CUDA'))
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CommandLineError('--device {}: this machine has {} GPU(s) (cuda:0 .. cuda:{})'.format(
+                device, torch.cuda.device_count(), torch.cuda.device_count() - 1))
+    elif dev.type != 'cpu':
+        raise CommandLineError('--device {}: only cpu and cuda are supported'.format(device))
+    return dev
+
+
+def check_weights_file(path: str) -> None:
+    """SolverError (one line, exit status 1) when the ``--weights`` file ``path`` does not exist."""
+    if not osp.isfile(path):
+        raise SolverError('--weights {}: file not found. data/scripts/fetch_imagenet_models.sh downloads '
+                          'torchvision\'s VGG16 (data/imagenet_models/vgg16-397923af.pth); with the argument caffe, '
+                          'the original\'s VGG16.v2.caffemodel, ZF.v2.caffemodel and VGG_CNN_M_1024.v2.caffemodel '
+                          'into data/imagenet_models/'.format(path))
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped the run at the end of an iteration, after a snapshot of it was written.
+
+    Attributes: ``signum`` (int, the signal), ``path`` (str, the snapshot), ``iteration`` (int). train_net.py
+    exits with 128 + signum (130 for SIGINT, 143 for SIGTERM), the shells' convention for a killed command."""
+
+    def __init__(self, signum: int, path: str, iteration: int) -> None:
+        super().__init__('stopped by signal {} at iteration {}; snapshot {}'.format(signum, iteration, path))
+        self.signum, self.path, self.iteration = int(signum), path, int(iteration)
+
+
+class StopOnSignal:
+    """Context manager: while active, SIGINT and SIGTERM only set ``signum`` (the first one; later ones are
+    ignored, so a second Ctrl-C cannot cut a snapshot short); the training loop stops at the end of the current
+    iteration. Outside the main thread (where Python cannot set handlers) it does nothing."""
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self._old: Dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        # no print here: the main code may be inside a print to the same stream (a reentrant-call error)
+        if self.signum is None:
+            self.signum = signum
+
+    def __enter__(self) -> 'StopOnSignal':
+        import signal
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
 
 
 def _names(images: Sequence[str]) -> str:
@@ -570,6 +650,12 @@ class SolverWrapper:
         self._watched: Dict[int, Tuple[float, List[str]]] = {}
         # a host check each iteration costs nothing on a CPU but a sync on a GPU (there a device flag is kept)
         self.check_every_iteration = self.device.type == 'cpu'
+        self.stop: Optional[StopOnSignal] = None   # set by train_net: the signals that stop the run
+        self.stopped_by: Optional[int] = None      # the signal the run stopped on (all processes agree)
+        self.record = None                         # utils.train_record.TrainRecord (train_net sets it)
+        self.validate: Optional[Any] = None        # validate(snapshot path, iteration) -> mean AP (process 0)
+        self.eval_every = 0
+        self.best_map: Optional[float] = None
         self.bbox_normalize = bool(cfg.TRAIN.BBOX_REG and cfg.TRAIN.BBOX_NORMALIZE_TARGETS)
         if self.bbox_normalize and not cfg.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED:
             raise ValueError('end-to-end training needs TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED: True '
@@ -610,11 +696,17 @@ class SolverWrapper:
         os.makedirs(self.output_dir, exist_ok=True)
         atomic_torch_save(snap, path)
         print('Wrote snapshot to: {:s}'.format(path), flush=True)
+        if self.record is not None:
+            try:
+                self.record.plot()
+            except Exception as e:  # noqa: BLE001 - a plot is never a reason to stop training
+                print('Note: could not draw loss.png ({})'.format(e), flush=True)
         return path
 
-    def restore(self, path: str) -> None:
-        """Continue from a snapshot written by ``snapshot``: weights (unfolded), optimizer, iteration, RNG, data."""
-        snap = load_snapshot(path)
+    def restore(self, path: str, snap: Optional[Dict[str, Any]] = None) -> None:
+        """Continue from a snapshot written by ``snapshot``: weights (unfolded), optimizer, iteration, RNG, data.
+        ``snap``: the file's contents when already loaded (load_snapshot(path))."""
+        snap = load_snapshot(path) if snap is None else snap
         if snap['net'] != self.model.net_name:
             raise ValueError('{}: snapshot of network {} cannot resume training of {}'.format(
                 path, snap['net'], self.model.net_name))
@@ -669,8 +761,9 @@ class SolverWrapper:
                 sum(losses.values()).backward()
                 for k, v in losses.items():
                     sums[k] = sums[k] + v.detach() if k in sums else v.detach()
-            if self.nproc > 1:
-                self._all_reduce(sums)
+            stop_here = self.stop is not None and self.stop.signum is not None
+            if self.nproc > 1:  # all processes stop after the same iteration: the flag is summed with the gradients
+                stop_here = self._all_reduce(sums, stop_here)
             parts = {k: float(v) / per_iter for k, v in sums.items()}
             total = sum(parts.values())
             if not math.isfinite(total):
@@ -690,17 +783,60 @@ class SolverWrapper:
                 # seconds per iteration over the iterations since the last line (the first line: since start)
                 spi = (now - t_disp) / max(self.iter - it_disp, 1)
                 eta = spi * (max_iters - self.iter)
-                print('Iteration {:d}, loss = {:.4f} ({}), lr = {:g}, {:.3f} s/iter, ETA {}'.format(
-                    self.iter, float(np.mean(smoothed)),
-                    ', '.join('{} = {:.4f}'.format(k, float(np.mean(v))) for k, v in per_loss.items()),
+                loss_now = float(np.mean(smoothed))
+                parts_now = {k: float(np.mean(v)) for k, v in per_loss.items()}
+                print('{}Iteration {:d}, loss = {:.4f} ({}), lr = {:g}, {:.3f} s/iter, ETA {}'.format(
+                    _timestamp(now), self.iter, loss_now,
+                    ', '.join('{} = {:.4f}'.format(k, v) for k, v in parts_now.items()),
                     lr, spi, _fmt_eta(eta)), flush=True)
+                if self.record is not None:
+                    self.record.log({'iteration': self.iter, 'loss': loss_now, 'losses': parts_now, 'lr': lr,
+                                     's_per_iter': spi, 'time': now})
                 t_disp, it_disp = now, self.iter
             if snapshot_iters > 0 and self.iter % snapshot_iters == 0:
                 last_snapshot_iter = self.iter
                 last_path = self.snapshot()
+            if self.validate is not None and self.eval_every > 0 and self.iter % self.eval_every == 0:
+                if last_snapshot_iter != self.iter:  # the detector is evaluated from its snapshot (folded weights)
+                    last_snapshot_iter = self.iter
+                    last_path = self.snapshot()
+                self._evaluate(last_path)
+            if self.nproc == 1:  # one process: a signal that came during this iteration's update counts too
+                stop_here = self.stop is not None and self.stop.signum is not None
+            if stop_here:
+                self.stopped_by = self.stop.signum if self.stop is not None and self.stop.signum else -1
+                if self.rank == 0:
+                    print('Stopped by {} after iteration {:d}; writing its snapshot (further signals are ignored '
+                          'until it is written)'.format(_signal_name(self.stopped_by), self.iter), flush=True)
+                break
         if last_snapshot_iter != self.iter:
             last_path = self.snapshot()
         return last_path
+
+    def _evaluate(self, path: str) -> None:
+        """Process 0: the validation mean AP of snapshot ``path`` (str) through ``self.validate``, logged, and the
+        snapshot copied to ``<prefix>_best.pth`` (atomically) when it is the best so far. The RNG states are put
+        back afterwards, so the training that follows is the same as without it."""
+        if self.rank != 0:
+            return
+        state = get_rng_state()
+        try:
+            mean_ap = float(self.validate(path, self.iter))
+        finally:
+            set_rng_state(state)
+        print('{}Iteration {:d}, validation mean AP = {:.4f}'.format(_timestamp(time.time()), self.iter, mean_ap),
+              flush=True)
+        if self.record is not None:
+            self.record.log({'iteration': self.iter, 'val_map': mean_ap})
+        if math.isfinite(mean_ap) and (self.best_map is None or mean_ap > self.best_map):
+            self.best_map = mean_ap
+            best = osp.join(self.output_dir, '{}_best.pth'.format(self.solver['snapshot_prefix']))
+            from utils.atomic import atomic_write
+            with open(path, 'rb') as src:  # a byte copy: its checksum still verifies
+                data = src.read()
+            atomic_write(best, lambda f: f.write(data))
+            print('Best validation mean AP so far ({:.4f}, iteration {:d}): copied to {}'.format(
+                mean_ap, self.iter, best), flush=True)
 
     def _watch_weights(self, it: int, lr: float, images: List[str]) -> None:
         """After iteration ``it``'s update: on a CPU, stop at once if a weight is NaN or Inf; on a GPU, only note
@@ -753,9 +889,10 @@ class SolverWrapper:
         else:  # a data layer without skip(): draw and drop
             self.data_layer.forward()
 
-    def _all_reduce(self, sums: Dict[str, torch.Tensor]) -> None:
+    def _all_reduce(self, sums: Dict[str, torch.Tensor], stop: bool = False) -> bool:
         """Sum the gradients and the losses over the process group: through shared memory on the CPU
-        (``SharedMemorySum``), one all_reduce on GPUs."""
+        (``SharedMemorySum``), one all_reduce on GPUs. ``stop``: this process was signalled to stop; returns
+        whether any process was (one more element summed with the losses: no extra round trip)."""
         import torch.distributed as dist
         params = [p for _, p, _, _ in self.optimizer.groups]
         for p in params:
@@ -765,7 +902,8 @@ class SolverWrapper:
                 p.grad = p.grad.contiguous()
         keys = sorted(sums)
         losses = torch.stack([sums[k] for k in keys]).to(params[0].grad)
-        parts = [p.grad.reshape(-1) for p in params] + [losses]
+        flag = torch.full((1,), 1.0 if stop else 0.0, dtype=losses.dtype, device=losses.device)
+        parts = [p.grad.reshape(-1) for p in params] + [losses, flag]
         if self.device.type == 'cpu':
             if self._shm_sum is None:
                 self._shm_sum = SharedMemorySum(sum(t.numel() for t in parts), parts[0].dtype)
@@ -779,6 +917,7 @@ class SolverWrapper:
                 off += t.numel()
         for i, k in enumerate(keys):
             sums[k] = losses[i]
+        return bool(flag[0] > 0)
 
 
 class SharedMemorySum:
@@ -827,6 +966,20 @@ class SharedMemorySum:
             off += t.numel()
 
 
+def _signal_name(signum: int) -> str:
+    """'SIGINT' for 2 ...; a signal number <= 0 (another process of the group was signalled) as such."""
+    import signal
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return 'a signal to another training process'
+
+
+def _timestamp(t: float) -> str:
+    """The ``[YYYY-mm-dd HH:MM:SS] `` prefix of display lines (local time)."""
+    return time.strftime('[%Y-%m-%d %H:%M:%S] ', time.localtime(t))
+
+
 def _fmt_eta(sec: float) -> str:
     sec = int(round(sec))
     h, rem = divmod(sec, 3600)
@@ -834,48 +987,185 @@ def _fmt_eta(sec: float) -> str:
     return '{:d}:{:02d}:{:02d}'.format(h, m, s)
 
 
+# Keys that do not change what training computes (where files are, the device, names, logging, when to stop or
+# snapshot): a snapshot that differs from the run only in these can be resumed. TEST.* is not used by training.
+_IGNORED_CFG = ('DEVICE', 'GPU_ID', 'MATLAB', 'USE_GPU_NMS', 'TRAIN.SNAPSHOT_ITERS', 'TRAIN.SNAPSHOT_INFIX',
+                'TRAIN.USE_PREFETCH')
+_IGNORED_SOLVER = ('display', 'average_loss', 'max_iter', 'snapshot', 'snapshot_prefix', 'path', 'cfg')
+
+
+def _flat(d: Any, prefix: str = '') -> Dict[str, Any]:
+    """{'A.B': value} of a nested dict, values made comparable (tuples/arrays/tensors -> lists)."""
+    out: Dict[str, Any] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            key = '{}{}'.format(prefix, k)
+            if isinstance(v, dict):
+                out.update(_flat(v, key + '.'))
+            else:
+                out[key] = _unplain_value(v)
+    return out
+
+
+def _unplain_value(v: Any) -> Any:
+    if isinstance(v, (torch.Tensor, np.ndarray)):
+        return v.tolist()
+    if isinstance(v, (list, tuple)):
+        return [_unplain_value(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _cfg_key_ignored(key: str) -> bool:
+    return key in _IGNORED_CFG or key.endswith('_DIR') or key.startswith('TEST.') or 'THREADS' in key
+
+
+def snapshot_differences(snap: Dict[str, Any], cfg, solver: Dict[str, Any]) -> List[str]:
+    """``KEY old -> new`` for each cfg key and solver key (``solver.KEY``) in which snapshot ``snap`` (a dict,
+    load_snapshot's) differs from this run's ``cfg`` and ``solver``, leaving out the keys that do not change the
+    training (_IGNORED_CFG, *_DIR, TEST.*, display, max_iter except under lr_policy poly, snapshot interval...).
+    A snapshot without a stored cfg or solver is not compared in it; a cfg key on one side only (another version of
+    the code) is not compared, a solver key missing on one side counts as its SOLVER_DEFAULTS value."""
+    diffs = []
+    if isinstance(snap.get('cfg'), dict):
+        old, new = _flat(snap['cfg']), _flat(cfg_to_dict(cfg))
+        for k in sorted(set(old) & set(new)):
+            if not _cfg_key_ignored(k) and old.get(k) != new.get(k):
+                diffs.append('{} {} -> {}'.format(k, old.get(k), new.get(k)))
+    if isinstance(snap.get('solver'), dict):
+        old, new = _flat(snap['solver']), _flat(_plain(dict(solver)))
+        ignored = set(_IGNORED_SOLVER)
+        if new.get('lr_policy') == 'poly' or old.get('lr_policy') == 'poly':
+            ignored.discard('max_iter')  # poly's learning rate depends on max_iter
+        for k in sorted(set(old) | set(new)):
+            if k.split('.')[0] in ignored:
+                continue
+            a, b = old.get(k, SOLVER_DEFAULTS.get(k)), new.get(k, SOLVER_DEFAULTS.get(k))
+            if a != b:
+                diffs.append('solver.{} {} -> {}'.format(k, a, b))
+    return diffs
+
+
+def _move_aside(output_dir: str, paths: Sequence[str]) -> str:
+    """Move ``paths`` to a new ``output_dir/old/<time>/`` (a -2, -3... suffix when taken); returns that folder."""
+    aside = osp.join(output_dir, 'old', time.strftime('%Y%m%d-%H%M%S'))
+    k = 1
+    while osp.exists(aside + ('' if k == 1 else '-{}'.format(k))):
+        k += 1
+    aside += '' if k == 1 else '-{}'.format(k)
+    os.makedirs(aside)
+    for path in paths:
+        if osp.exists(path):
+            os.replace(path, osp.join(aside, osp.basename(path)))
+    return aside
+
+
+def _record_files(output_dir: str) -> List[str]:
+    from utils.train_record import CONFIG_NAME, LOG_NAME, PLOT_NAME
+    return [osp.join(output_dir, n) for n in (LOG_NAME, PLOT_NAME, CONFIG_NAME)]
+
+
 def train_net(model, data_layer, output_dir: str, solver: Dict[str, Any], cfg, classes: Sequence[str],
-              max_iters: int, imdb_name: str = '', resume: bool = True, seed: Optional[int] = None) -> str:
-    """Train ``model``; resume from the newest intact snapshot in ``output_dir`` unless ``resume`` is False (then
-    earlier snapshots of this solver there are moved to ``old/<time>/``, so a later resume cannot pick them up).
-    Returns the last snapshot's path; the last line printed is ``Wrote snapshot to: PATH``. In a process group
-    every process calls it (see SolverWrapper); process 0 prints and writes."""
+              max_iters: int, imdb_name: str = '', resume: bool = True, seed: Optional[int] = None,
+              record: bool = False, validate: Optional[Any] = None, eval_every: int = 0) -> str:
+    """Train ``model``; resume from the newest intact snapshot in ``output_dir`` whose cfg and solver match this
+    run's (``snapshot_differences``) unless ``resume`` is False. Snapshots that cannot be resumed because they do
+    not match, and with ``resume`` False all earlier snapshots of this solver, are moved to ``old/<time>/`` (with
+    the run's record when it starts over), so they neither collide with this run's nor are picked up later.
+    Returns the last snapshot's path; the last line printed is ``Wrote snapshot to: PATH``, the total time just
+    before it. SIGINT/SIGTERM stop the run at the end of the iteration with a snapshot, then raise
+    TrainingInterrupted. With ``record`` (bool; train_net.py sets it) process 0 also writes the run's record
+    (utils.train_record: config.yml, train_log.jsonl, loss.png, log.txt). ``validate`` (callable (snapshot path,
+    iteration) -> mean AP) and ``eval_every`` (int): every that many iterations process 0 writes a snapshot,
+    evaluates it, logs ``{"iteration", "val_map"}`` and keeps the best as ``<prefix>_best.pth``. In a process group every process calls it (see SolverWrapper); process 0 prints and
+    writes."""
     if int(max_iters) < 1:
         raise ValueError('the number of iterations must be at least 1, got {}'.format(max_iters))
+    from utils.train_record import StdoutTee, TEXT_LOG_NAME, TrainRecord
+    t_start = time.time()
     sw = SolverWrapper(model, data_layer, output_dir, solver, cfg, classes, imdb_name, seed=seed)
     say = print if sw.rank == 0 else (lambda *a, **k: None)
-    if sw.rank == 0:
-        for p in clean_stale_snapshot_temps(output_dir):
-            say('Removed {:s}, the temp file of a snapshot write that was killed'.format(p))
-    snaps = find_snapshots(output_dir, solver, cfg)
-    if resume and snaps:
-        for it, path in reversed(snaps):
-            try:
-                sw.restore(path)
-            except ValueError as e:
-                say('Skipping {}'.format(e), flush=True)
-                continue
-            say('Resuming from {:s}'.format(path), flush=True)
-            break
-        else:
-            raise ValueError('{}: none of the {} snapshots there can be resumed (see above); move them aside or '
-                             'pass --fresh'.format(output_dir, len(snaps)))
-        if sw.iter >= max_iters:
-            say('Already trained to iteration {:d} (asked for {:d}); nothing to do'.format(sw.iter, max_iters))
-            say('Wrote snapshot to: {:s}'.format(path), flush=True)
-            return path
-    elif not resume and snaps and sw.rank == 0:
-        aside = osp.join(output_dir, 'old', time.strftime('%Y%m%d-%H%M%S'))
-        k = 1
-        while osp.exists(aside + ('' if k == 1 else '-{}'.format(k))):
-            k += 1
-        aside += '' if k == 1 else '-{}'.format(k)
-        os.makedirs(aside)
-        for _, path in snaps:
-            os.replace(path, osp.join(aside, osp.basename(path)))
-        say('Moved {:d} earlier snapshot(s) to {:s} (--fresh)'.format(len(snaps), aside))
-    say('Solving...', flush=True)
-    last = sw.train_model(max_iters)
-    say('done solving', flush=True)
-    say('Wrote snapshot to: {:s}'.format(last), flush=True)
-    return last
+    own_tee = None
+    if record and sw.rank == 0 and not (isinstance(sys.stdout, StdoutTee) and sys.stdout.file is not None):
+        own_tee = sys.stdout = StdoutTee(sys.stdout)  # log.txt: also without train_net.py's own copy
+        own_tee.attach(osp.join(output_dir, TEXT_LOG_NAME))
+    keeper = TrainRecord(output_dir, enabled=record and sw.rank == 0)
+    try:
+        if sw.rank == 0:
+            for p in clean_stale_snapshot_temps(output_dir):
+                say('Removed {:s}, the temp file of a snapshot write that was killed'.format(p))
+        snaps = find_snapshots(output_dir, solver, cfg)
+        resumed = None
+        if resume and snaps:
+            mismatched: List[Tuple[str, List[str]]] = []
+            for it, path in reversed(snaps):
+                try:
+                    snap = load_snapshot(path)
+                except ValueError as e:
+                    say('Skipping {}'.format(e), flush=True)
+                    continue
+                diffs = snapshot_differences(snap, cfg, solver)
+                if diffs:
+                    mismatched.append((path, diffs))
+                    continue
+                try:
+                    sw.restore(path, snap)
+                except ValueError as e:
+                    say('Skipping {}'.format(e), flush=True)
+                    continue
+                resumed = path
+                break
+            if resumed is None and not mismatched:
+                raise ValueError('{}: none of the {} snapshots there can be resumed (see above); move them aside '
+                                 'or pass --fresh'.format(output_dir, len(snaps)))
+            if mismatched:
+                if sw.nproc > 1:  # every process has read the snapshots before process 0 moves them
+                    import torch.distributed as dist
+                    dist.barrier()
+                # their names would collide with this run's snapshots: out of the way, kept
+                moving = [p for p, _ in mismatched] if resumed is not None else [p for _, p in snaps]
+                newest, diffs = mismatched[0]
+                if sw.rank == 0:
+                    aside = _move_aside(output_dir, moving + ([] if resumed is not None or not record
+                                                              else _record_files(output_dir)))
+                    say('Not resuming from {}: {}; moved {} to {}{}'.format(
+                        newest, ', '.join(diffs),
+                        'it' if len(moving) == 1 else 'it and {} other snapshot(s)'.format(len(moving) - 1), aside,
+                        '' if resumed is not None else ' and starting fresh'), flush=True)
+            if resumed is not None:
+                say('Resuming from {:s}'.format(resumed), flush=True)
+                if sw.iter >= max_iters:
+                    say('Already trained to iteration {:d} (asked for {:d}); nothing to do'.format(sw.iter,
+                                                                                              max_iters))
+                    say('Wrote snapshot to: {:s}'.format(resumed), flush=True)
+                    return resumed
+        elif not resume and snaps and sw.rank == 0:
+            aside = _move_aside(output_dir, [p for _, p in snaps] + (_record_files(output_dir) if record else []))
+            say('Moved {:d} earlier snapshot(s) to {:s} (--fresh)'.format(len(snaps), aside))
+        keeper.start(cfg_to_dict(cfg), _plain(dict(solver)), sw.iter)
+        sw.record = keeper if keeper.enabled else None
+        sw.validate, sw.eval_every = validate, int(eval_every or 0)
+        if keeper.enabled:  # a resumed run's best so far, from the kept log
+            from utils.train_record import read_log
+            maps = [float(o['val_map']) for o in read_log(keeper.log_path) if 'val_map' in o]
+            sw.best_map = max(maps) if maps else None
+        say('Solving...', flush=True)
+        start_iter = sw.iter
+        with StopOnSignal() as stop:  # a second signal is ignored until the snapshot and the last line are out
+            sw.stop = stop
+            last = sw.train_model(max_iters)
+            if sw.stopped_by is None:
+                say('done solving', flush=True)
+            say('Total training time: {} ({:d} iterations, {:.3f} s/iter)'.format(
+                _fmt_eta(time.time() - t_start), sw.iter - start_iter,
+                (time.time() - t_start) / max(1, sw.iter - start_iter)), flush=True)
+            say('Wrote snapshot to: {:s}'.format(last), flush=True)
+        if sw.stopped_by is not None:
+            raise TrainingInterrupted(stop.signum if stop.signum is not None else sw.stopped_by, last, sw.iter)
+        return last
+    finally:
+        keeper.close()
+        if own_tee is not None:
+            sys.stdout = own_tee.stream
+            own_tee.close_file()

@@ -2,6 +2,7 @@
 class-mismatch error and the refusal to train ImageNet networks without weights."""
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -108,6 +109,10 @@ def test_train_net_logs_snapshots_and_resumes(trained):
     assert rc1 == 0, out1
     assert rc2 == 0, out2
     assert 'Iteration 1, loss = ' in out1 and 'lr = ' in out1 and 's/iter' in out1 and 'ETA' in out1
+    # the dataset summary (its counts: tests/datasets/test_summary.py) comes before training
+    assert re.search(r'^toyset_trainval: \d+ images, \d+ boxes$', out1, re.M)
+    assert re.search(r'^  plate +\d+ +\d+$', out1, re.M)
+    assert out1.index('toyset_trainval: ') < out1.index('Iteration 1, ')
     assert out1.strip().splitlines()[-1].startswith('Wrote snapshot to: ')
     assert out1.strip().splitlines()[-1].endswith('cli_tiny_iter_2.pth')
     assert 'Resuming from ' in out2 and 'cli_tiny_iter_2.pth' in out2
@@ -133,6 +138,7 @@ def test_test_net_prints_mean_ap_and_writes_results(trained):
                     '--threads', '1'] + trained['sets'])
     assert rc == 0, out
     assert 'Mean AP = 0.' in out or 'Mean AP = 1.' in out
+    assert re.search(r'^toyset_test: \d+ images, \d+ boxes$', out, re.M)
     res = osp.join(str(trained['tmp']), 'output', 'cli', 'toyset_test', 'cli_tiny_iter_4', 'detections.pkl')
     assert osp.isfile(res)
 

@@ -22,10 +22,16 @@ test: setup
 	$(PY) -m pytest -q tests
 
 # The main job: generate the built-in dataset, train the small network end to end on it, test it (prints
-# test_net's `Mean AP = 0.xxxx`), then draw its detections into output/demo/. A rerun resumes and retests.
+# test_net's `Mean AP = 0.xxxx`), then draw its detections into output/demo/ and say where the pictures and
+# metrics are. A rerun resumes and retests.
 demo: setup
 	experiments/scripts/faster_rcnn_end2end.sh cpu TINY shapes
 	$(PY) tools/demo.py
+	@echo "Where to look:"
+	@echo "  detections:   output/demo/index.html"
+	@echo "  training:     output/faster_rcnn_end2end/shapes_trainval/loss.png (log: train_log.jsonl, log.txt)"
+	@for d in output/faster_rcnn_end2end/shapes_test/*/; do test -f $$d/metrics.json && \
+	  echo "  test metrics: $${d}metrics.json, $${d}pr_curves.png"; done; true
 
 bench: setup
 	$(PY) tools/bench_ops.py

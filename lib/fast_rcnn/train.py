@@ -803,7 +803,7 @@ class SolverWrapper:
                 self._evaluate(last_path)
             if self.nproc == 1:  # one process: a signal that came during this iteration's update counts too
                 stop_here = self.stop is not None and self.stop.signum is not None
-            if stop_here:
+            if stop_here and self.iter < max_iters:  # a signal during the last iteration: the run is complete
                 self.stopped_by = self.stop.signum if self.stop is not None and self.stop.signum else -1
                 if self.rank == 0:
                     print('Stopped by {} after iteration {:d}; writing its snapshot (further signals are ignored '

@@ -147,6 +147,9 @@ def make_data_layer(roidb, num_classes, cfg, seed):
 def main(argv=None):
     """Run; a mistake in the command line (exit status 2), in the data or files (1), or a diverged run (1) ends in
     one line `train_net.py: message`, not a traceback."""
+    from datasets.ds_utils import ImageFileError
+    from datasets.imdb import DatasetNotFound
+    from datasets.voc_xml import AnnotationError
     from fast_rcnn.config import ConfigError
     from fast_rcnn.train import CommandLineError, SolverError, TrainingDiverged, TrainingInterrupted
     from utils.atomic import DiskFullError
@@ -159,8 +162,10 @@ def main(argv=None):
         print('train_net.py: interrupted before training started; nothing was written', file=sys.stderr,
               flush=True)
         sys.exit(130)
-    except CommandLineError as e:
+    except (CommandLineError, DatasetNotFound) as e:  # a dataset name is part of the command line
         _fail(e, 2)
+    except (AnnotationError, ImageFileError) as e:  # broken data: the message names the file
+        _fail(e, 1)
     except ConfigError as e:
         _fail(e, 2 if str(e).startswith('--set') else 1)
     except (SolverError, LockedError, DiskFullError, TrainingDiverged) as e:

@@ -18,24 +18,13 @@ import sys
 import _init_paths  # noqa: F401
 import numpy as np
 
+from utils.cli import OneLineParser, ToolError
+
 PROG = 'eval_recall.py'
 
 
-class ToolError(Exception):
-    """An error to report as one line `eval_recall.py: message`, with exit status ``status``."""
-
-    def __init__(self, message, status=1):
-        super().__init__(message)
-        self.status = status
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, '{}: {}\n'.format(PROG, message))
-
-
 def parse_args(argv=None):
-    parser = _Parser(prog=PROG, description='Evaluate proposal recall')
+    parser = OneLineParser(prog=PROG, description='Evaluate proposal recall')
     parser.add_argument('--imdb', dest='imdb_name', help='dataset to evaluate', default='voc_2007_test', type=str)
     parser.add_argument('--method', dest='method', default=None, type=str,
                         help='proposal method (default rpn: the proposals of --rpn-file)')

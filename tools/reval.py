@@ -12,7 +12,6 @@ The pickle is read with an unpickler that only builds lists, tuples, dicts and n
 detections file from someone else cannot run code.
 Errors are one line, `reval.py: message`: exit status 2 for a wrong command line, 1 for bad data.
 """
-import argparse
 import json
 import os.path as osp
 import pickle
@@ -22,25 +21,13 @@ import _init_paths  # noqa: F401
 
 from datasets.ds_utils import load_detections
 from fast_rcnn.test import apply_nms
+from utils.cli import OneLineParser, ToolError
 
 PROG = 'reval.py'
 
 
-class ToolError(Exception):
-    """An error to report as one line `reval.py: message`, with exit status ``status``."""
-
-    def __init__(self, message, status=1):
-        super().__init__(message)
-        self.status = status
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, '{}: {}\n'.format(PROG, message))
-
-
 def parse_args(argv=None):
-    parser = _Parser(prog=PROG, description='Re-evaluate results')
+    parser = OneLineParser(prog=PROG, description='Re-evaluate results')
     parser.add_argument('output_dir', nargs=1, help='results directory (holding detections.pkl)', type=str)
     parser.add_argument('--imdb', dest='imdb_name', default=None, type=str,
                         help='dataset to re-evaluate (default: the one of OUTPUT_DIR, see above)')

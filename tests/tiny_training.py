@@ -1,7 +1,9 @@
 """A tiny in-memory training setup shared by the training tests: a deterministic data layer over synthetic
 images, the end2end cfg shrunk to seconds, TINY's solver and network."""
+import os
 import os.path as osp
 
+import cv2
 import numpy as np
 import torch
 
@@ -102,3 +104,39 @@ class SignalingData(TinyData):
             for _ in range(self.times):
                 os.kill(os.getpid(), self.signum)
         return super().forward()
+
+
+def make_voc_folder(path, classes, n_train=3, n_test=2, seed=0):
+    """A VOC-layout folder of n_train + n_test 120 x 90 images (alternately .jpg and .png), two filled boxes each
+    (classes in turn), ids im000, im001, ...; ImageSets/Main/trainval.txt (the first n_train) and test.txt."""
+    rng = np.random.RandomState(seed)
+    for d in ('Annotations', 'JPEGImages', osp.join('ImageSets', 'Main')):
+        os.makedirs(osp.join(path, d), exist_ok=True)
+    names = []
+    for i in range(n_train + n_test):
+        h, w = 90, 120
+        im = (rng.rand(h, w, 3) * 60).astype(np.uint8)
+        objs = []
+        for k in range(2):
+            cls = classes[(i + k) % len(classes)]
+            x1, y1 = rng.randint(0, 60), rng.randint(0, 40)
+            bw, bh = rng.randint(20, 50), rng.randint(20, 40)
+            cv2.rectangle(im, (x1, y1), (x1 + bw - 1, y1 + bh - 1), (200, 100 * k, 50), -1)
+            objs.append((cls, x1 + 1, y1 + 1, x1 + bw, y1 + bh))
+        ext = '.png' if i % 2 else '.jpg'
+        name = 'im{:03d}'.format(i)
+        cv2.imwrite(osp.join(path, 'JPEGImages', name + ext), im)
+        xml = ['<annotation>', '<folder>JPEGImages</folder>', '<filename>{}</filename>'.format(name + ext),
+               '<size><width>{}</width><height>{}</height><depth>3</depth></size>'.format(w, h)]
+        for cls, a, b, c, d in objs:
+            xml.append('<object><name>{}</name><pose>Unspecified</pose><truncated>0</truncated>'
+                       '<difficult>0</difficult><bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax>'
+                       '<ymax>{}</ymax></bndbox></object>'.format(cls, a, b, c, d))
+        xml.append('</annotation>')
+        with open(osp.join(path, 'Annotations', name + '.xml'), 'w') as f:
+            f.write('\n'.join(xml))
+        names.append(name)
+    with open(osp.join(path, 'ImageSets', 'Main', 'trainval.txt'), 'w') as f:
+        f.write('\n'.join(names[:n_train]) + '\n')
+    with open(osp.join(path, 'ImageSets', 'Main', 'test.txt'), 'w') as f:
+        f.write('\n'.join(names[n_train:]) + '\n')

@@ -58,22 +58,8 @@ def parse_args(argv=None):
 
 def net_proposals(net, cfg, imdb):
     """The proposals (R_i, 4) of ``net``'s RPN on each image of ``imdb``, in the image's pixels, best first."""
-    import torch
-    from datasets.ds_utils import read_image
-    from utils.blob import im_list_to_blob, prep_im_for_blob
-    device = next(net.parameters()).device
-    out = []
-    for i in range(imdb.num_images):
-        im = read_image(imdb.image_path_at(i))
-        blob_im, scale = prep_im_for_blob(im, cfg.PIXEL_MEANS, cfg.TEST.SCALES[0], cfg.TEST.MAX_SIZE)
-        blob = im_list_to_blob([blob_im], int(cfg.get('SIZE_DIVISIBILITY', 1)))
-        im_info = np.array([[blob_im.shape[0], blob_im.shape[1], scale]], dtype=np.float32)
-        with torch.no_grad():
-            rois = net(torch.from_numpy(blob).to(device), im_info)[0]
-        out.append(rois.detach().cpu().numpy()[:, 1:5].astype(np.float64) / scale)
-        if (i + 1) % max(1, imdb.num_images // 10) == 0 or i + 1 == imdb.num_images:
-            print('proposals: {:d}/{:d}'.format(i + 1, imdb.num_images), flush=True)
-    return out
+    from rpn.generate import imdb_proposals
+    return imdb_proposals(net, imdb, cfg)[0]
 
 
 def run(args):

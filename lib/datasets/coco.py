@@ -149,7 +149,7 @@ class coco(imdb):
         filename = self.config.get('rpn_file')
         if not filename:
             raise ValueError('{}: config["rpn_file"] is not set'.format(self.name))
-        box_list = ds_utils.load_proposals(filename)
+        box_list = ds_utils.load_proposals(filename, self.image_index)
         return self.create_roidb_from_box_list(box_list, gt_roidb)
 
     # ------------------------------------------------------------------ results and evaluation

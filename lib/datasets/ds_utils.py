@@ -88,11 +88,11 @@ def bbox_overlaps(boxes: np.ndarray, query_boxes: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- proposal files
-def save_proposals(path: str, box_list: Sequence[np.ndarray]) -> None:
+def save_proposals(path: str, box_list: Sequence[np.ndarray], image_ids: Optional[Sequence[str]] = None) -> None:
     """Write per-image proposals atomically as .npz (no pickle).
 
     box_list: N arrays (R_i, 4) [x1, y1, x2, y2] or (R_i, 5) with a score column. Stored as 'boxes'
-    (sum R_i, 4) float32, 'counts' (N,) int64 and, when given, 'scores' (sum R_i,) float32.
+    (sum R_i, 4) float32, 'counts' (N,) int64, when given 'scores' (sum R_i,) float32 and 'image_ids' (N,) str.
     """
     from datasets.cache import atomic_save_npz
     arrs = [np.asarray(b, dtype=np.float32).reshape(len(b), -1) if len(b) else np.zeros((0, 4), np.float32)
@@ -102,20 +102,31 @@ def save_proposals(path: str, box_list: Sequence[np.ndarray]) -> None:
     out = {'counts': counts, 'boxes': cat}
     if arrs and all(a.shape[1] >= 5 for a in arrs if a.shape[0]):
         out['scores'] = np.concatenate([a[:, 4] if a.shape[1] >= 5 else np.zeros(0, np.float32) for a in arrs])
+    if image_ids is not None:
+        if len(image_ids) != len(arrs):
+            raise ValueError('{}: {} image ids for {} images of proposals'.format(path, len(image_ids), len(arrs)))
+        out['image_ids'] = np.array([str(i) for i in image_ids], dtype=np.str_)
     atomic_save_npz(path, out)
 
 
-def load_proposals(path: str) -> List[np.ndarray]:
+def load_proposals(path: str, image_ids: Optional[Sequence[str]] = None) -> List[np.ndarray]:
     """Read per-image proposal boxes: a list of (R_i, 4) float32 arrays.
 
     .npz files (written by save_proposals) load without executing code. A legacy .pkl (the original's
     rpn_generate output: a list of (R_i, 4) arrays) is read by safe_pickle_load (arrays only, never code).
+    ``image_ids``: the dataset's ids; a .npz that names other images (or another number of them) is an error.
     """
     if not os.path.exists(path):
         raise FileNotFoundError('proposal file not found: {}'.format(path))
     if path.endswith('.npz'):
         with np.load(path, allow_pickle=False) as z:
             boxes, counts = z['boxes'], z['counts']
+            ids = [str(i) for i in z['image_ids']] if 'image_ids' in z.files else None
+        if image_ids is not None and ids is not None and ids != [str(i) for i in image_ids]:
+            first = next((k for k, (a, b) in enumerate(zip(ids, image_ids)) if a != str(b)), min(len(ids),
+                                                                                                len(image_ids)))
+            raise ValueError('{}: proposals of other images ({} images; the dataset has {}; first difference at '
+                             'image {})'.format(path, len(ids), len(image_ids), first))
         ends = np.cumsum(counts)
         starts = ends - counts
         return [boxes[s:e].astype(np.float32) for s, e in zip(starts, ends)]

@@ -454,7 +454,7 @@ class voc_layout(imdb):
         if filename is None:
             raise ValueError('{}: config["rpn_file"] is not set'.format(self.name))
         print('loading {}'.format(filename))
-        box_list = ds_utils.load_proposals(filename)
+        box_list = ds_utils.load_proposals(filename, self.image_index)
         return self.create_roidb_from_box_list(box_list, gt_roidb)
 
     # ------------------------------------------------------------------ results and evaluation

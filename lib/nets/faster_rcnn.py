@@ -57,6 +57,12 @@ class _Timers:
         self.t = now
 
 
+def _im_info(im_info: Union[torch.Tensor, np.ndarray]) -> np.ndarray:
+    """im_info as a (N, 3) float32 numpy array."""
+    info = im_info.detach().cpu().numpy() if torch.is_tensor(im_info) else np.asarray(im_info)
+    return info.reshape(-1, 3).astype(np.float32)
+
+
 class FasterRCNN(nn.Module):
     """Faster R-CNN on one of ``nets.backbones``' networks.
 
@@ -158,36 +164,13 @@ class FasterRCNN(nn.Module):
         cfg = self.cfg
         device = data.device
         tm = _Timers(timers, device)
-        im_info_np = im_info.detach().cpu().numpy() if torch.is_tensor(im_info) else np.asarray(im_info)
-        im_info_np = im_info_np.reshape(-1, 3).astype(np.float32)
-
-        x = self._convert_input(data)
-        if x.device.type == 'cpu':
-            # oneDNN's CPU convolutions run channels last without reordering their input and output at each
-            # layer (tools/bench_net.py: a TINY training minibatch ~12% shorter, a VGG16 test image ~25%); the
-            # maps below stay channels last
-            x = x.contiguous(memory_format=torch.channels_last)
-        amp = self._autocast(device)
-        with amp:
-            feat = self.features(x)
-        feat = feat.float()
-        tm.lap('backbone')
-
+        im_info_np = _im_info(im_info)
+        feat, rpn_cls_score, rpn_cls_score_reshape, rpn_cls_prob_reshape, rpn_bbox_pred = self._rpn(data, tm)
         A = self.num_anchors
-        with amp:
-            rpn = F.relu(self.rpn_conv(feat), inplace=True)
-        rpn = rpn.float()
-        rpn_cls_score = self.rpn_cls_score(rpn).contiguous()          # (1, 2A, H, W), for rpn_softmax's views
-        rpn_bbox_pred = self.rpn_bbox_pred(rpn).contiguous()          # (1, 4A, H, W)
         _, _, H, W = rpn_cls_score.shape
-        rpn_cls_score_reshape, rpn_cls_prob_reshape = rpn_softmax(rpn_cls_score)
-        tm.lap('rpn')
 
         key = 'TRAIN' if self.training else 'TEST'
-        rois_np, _ = ops.proposal_layer(rpn_cls_prob_reshape.detach().cpu().numpy(),
-                                        rpn_bbox_pred.detach().cpu().numpy(), im_info_np, key,
-                                        self.feat_stride, self.anchor_scales, cfg,
-                                        anchor_ratios=self.anchor_ratios)
+        rois_np, _ = self._proposals(rpn_cls_prob_reshape, rpn_bbox_pred, im_info_np, key)
         tm.lap('proposal')
 
         losses: Dict[str, torch.Tensor] = {}
@@ -232,6 +215,43 @@ class FasterRCNN(nn.Module):
         losses['loss_bbox'] = ops.smooth_l1_loss(bbox_pred, *targets, sigma=1.0)
         tm.lap('loss')
         return losses
+
+    def _rpn(self, data: torch.Tensor, tm: '_Timers') -> Tuple[torch.Tensor, ...]:
+        """Backbone and RPN head: (feat, rpn_cls_score (1, 2A, H, W), its reshape and softmax (1, 2, A*H, W),
+        rpn_bbox_pred (1, 4A, H, W)), float32."""
+        x = self._convert_input(data)
+        if x.device.type == 'cpu':
+            # oneDNN's CPU convolutions run channels last without reordering their input and output at each
+            # layer (tools/bench_net.py: a TINY training minibatch ~12% shorter, a VGG16 test image ~25%); the
+            # maps below stay channels last
+            x = x.contiguous(memory_format=torch.channels_last)
+        amp = self._autocast(data.device)
+        with amp:
+            feat = self.features(x)
+        feat = feat.float()
+        tm.lap('backbone')
+        with amp:
+            rpn = F.relu(self.rpn_conv(feat), inplace=True)
+        rpn = rpn.float()
+        rpn_cls_score = self.rpn_cls_score(rpn).contiguous()          # (1, 2A, H, W), for rpn_softmax's views
+        rpn_bbox_pred = self.rpn_bbox_pred(rpn).contiguous()          # (1, 4A, H, W)
+        rpn_cls_score_reshape, rpn_cls_prob_reshape = rpn_softmax(rpn_cls_score)
+        tm.lap('rpn')
+        return feat, rpn_cls_score, rpn_cls_score_reshape, rpn_cls_prob_reshape, rpn_bbox_pred
+
+    def _proposals(self, rpn_cls_prob_reshape: torch.Tensor, rpn_bbox_pred: torch.Tensor, im_info_np: np.ndarray,
+                   key: str) -> Tuple[np.ndarray, np.ndarray]:
+        return ops.proposal_layer(rpn_cls_prob_reshape.detach().cpu().numpy(),
+                                  rpn_bbox_pred.detach().cpu().numpy(), im_info_np, key,
+                                  self.feat_stride, self.anchor_scales, self.cfg, anchor_ratios=self.anchor_ratios)
+
+    def proposals(self, data: torch.Tensor, im_info: Union[torch.Tensor, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+        """The RPN's proposals for one image blob, with cfg.TEST's RPN settings (the Fast R-CNN head is not run).
+
+        data: (1, 3, H, W) blob. im_info: (1, 3) [[height, width, scale]]. Returns (rois (R, 5) float32
+        [0, x1, y1, x2, y2] in blob pixels, scores (R, 1) float32), best first."""
+        _, _, _, rpn_cls_prob_reshape, rpn_bbox_pred = self._rpn(data, _Timers(None, data.device))
+        return self._proposals(rpn_cls_prob_reshape, rpn_bbox_pred, _im_info(im_info), 'TEST')
 
     def _head(self, feat: torch.Tensor, rois: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """RoI pooling, the fc head, cls_score and bbox_pred: rois (R, 5) -> ((R, K), (R, 4K))."""

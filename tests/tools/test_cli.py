@@ -6,9 +6,9 @@ import re
 import subprocess
 import sys
 
-import cv2
-import numpy as np
 import pytest
+
+from tiny_training import make_voc_folder as _make_folder
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 PY = sys.executable
@@ -41,40 +41,6 @@ cfg:
   ANCHOR_SCALES: [2, 4]
   FEAT_STRIDE: 8
 """
-
-
-def _make_folder(path, classes, n_train=3, n_test=2, seed=0):
-    rng = np.random.RandomState(seed)
-    for d in ('Annotations', 'JPEGImages', osp.join('ImageSets', 'Main')):
-        os.makedirs(osp.join(path, d), exist_ok=True)
-    names = []
-    for i in range(n_train + n_test):
-        h, w = 90, 120
-        im = (rng.rand(h, w, 3) * 60).astype(np.uint8)
-        objs = []
-        for k in range(2):
-            cls = classes[(i + k) % len(classes)]
-            x1, y1 = rng.randint(0, 60), rng.randint(0, 40)
-            bw, bh = rng.randint(20, 50), rng.randint(20, 40)
-            cv2.rectangle(im, (x1, y1), (x1 + bw - 1, y1 + bh - 1), (200, 100 * k, 50), -1)
-            objs.append((cls, x1 + 1, y1 + 1, x1 + bw, y1 + bh))
-        ext = '.png' if i % 2 else '.jpg'
-        name = 'im{:03d}'.format(i)
-        cv2.imwrite(osp.join(path, 'JPEGImages', name + ext), im)
-        xml = ['<annotation>', '<folder>JPEGImages</folder>', '<filename>{}</filename>'.format(name + ext),
-               '<size><width>{}</width><height>{}</height><depth>3</depth></size>'.format(w, h)]
-        for cls, a, b, c, d in objs:
-            xml.append('<object><name>{}</name><pose>Unspecified</pose><truncated>0</truncated>'
-                       '<difficult>0</difficult><bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax>'
-                       '<ymax>{}</ymax></bndbox></object>'.format(cls, a, b, c, d))
-        xml.append('</annotation>')
-        with open(osp.join(path, 'Annotations', name + '.xml'), 'w') as f:
-            f.write('\n'.join(xml))
-        names.append(name)
-    with open(osp.join(path, 'ImageSets', 'Main', 'trainval.txt'), 'w') as f:
-        f.write('\n'.join(names[:n_train]) + '\n')
-    with open(osp.join(path, 'ImageSets', 'Main', 'test.txt'), 'w') as f:
-        f.write('\n'.join(names[n_train:]) + '\n')
 
 
 def _run(args, cwd=ROOT):

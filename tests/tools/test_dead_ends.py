@@ -159,11 +159,11 @@ def test_eval_recall_scores_a_snapshots_rpn(ds, tmp_path, monkeypatch, capsys):
             self.w = torch.nn.Parameter(torch.zeros(1))
             self.calls = []
 
-        def forward(self, data, im_info):
+        def proposals(self, data, im_info):  # FasterRCNN.proposals: (rois (R, 5), scores (R, 1)) in blob pixels
             i = len(self.calls)
             self.calls.append((tuple(data.shape), [float(v) for v in im_info[0]]))
-            boxes = torch.from_numpy(props[i] * float(im_info[0][2]))
-            return torch.cat([torch.zeros(len(boxes), 1), boxes], 1), None, None
+            boxes = props[i] * float(im_info[0][2])
+            return np.hstack([np.zeros((len(boxes), 1), np.float32), boxes]), np.ones((len(boxes), 1), np.float32)
 
     net = FakeNet()
     monkeypatch.setattr(fast_rcnn.test, 'load_detector',

@@ -5,7 +5,8 @@ import os
 import os.path as osp
 import shutil
 
-from test_cli import SOLVER, _make_folder, _run
+from test_cli import SOLVER, _run
+from tiny_training import make_voc_folder as _make_folder
 
 
 def _flat_folder(path):

@@ -7,18 +7,14 @@ import numpy as np
 import pytest
 
 from datasets.ds_utils import load_proposals, save_proposals
-from voc_testutils import write_annotation, write_image, write_image_set
+from voc_testutils import write_mini_set
 
 
 @pytest.fixture
 def ds(tmp_path, cfg_copy):
     cfg_copy.DATA_DIR = str(tmp_path / 'data')
     root = str(tmp_path / 'mini')
-    write_annotation(root, 'i0', [{'name': 'a', 'bbox': (1, 1, 10, 10)}, {'name': 'b', 'bbox': (21, 21, 40, 40)}])
-    write_annotation(root, 'i1', [{'name': 'a', 'bbox': (11, 11, 30, 30)}])
-    for i in ('i0', 'i1'):
-        write_image(osp.join(root, 'JPEGImages', i + '.jpg'), 50, 50)
-    write_image_set(root, 'test', ['i0', 'i1'])
+    write_mini_set(root)
     return root
 
 

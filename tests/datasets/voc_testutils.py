@@ -43,3 +43,14 @@ def write_image_set(root, split, ids):
         f.write(''.join(i + '\n' for i in ids))
 
 
+
+
+def write_mini_set(root):
+    """The two-image 'test' split of the evaluation tests: i0 holds a (1, 1, 10, 10) and b (21, 21, 40, 40), i1 holds
+    a (11, 11, 30, 30); 50 x 50 images. Returns root."""
+    write_annotation(root, 'i0', [{'name': 'a', 'bbox': (1, 1, 10, 10)}, {'name': 'b', 'bbox': (21, 21, 40, 40)}])
+    write_annotation(root, 'i1', [{'name': 'a', 'bbox': (11, 11, 30, 30)}])
+    for i in ('i0', 'i1'):
+        write_image(osp.join(root, 'JPEGImages', i + '.jpg'), 50, 50)
+    write_image_set(root, 'test', ['i0', 'i1'])
+    return root

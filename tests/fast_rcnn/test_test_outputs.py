@@ -14,7 +14,7 @@ import pytest
 from fast_rcnn import test as frt
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', 'datasets'))
-from voc_testutils import write_annotation, write_image, write_image_set  # noqa: E402
+from voc_testutils import write_mini_set  # noqa: E402
 
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 # class a (11-point metric): dets by score 0.95 TP, 0.9 FP (a duplicate), 0.8 TP -> rec [.5 .5 1],
@@ -35,11 +35,7 @@ def cfg_copy(monkeypatch):
 def ds(tmp_path, cfg_copy):
     cfg_copy.DATA_DIR = str(tmp_path / 'data')
     root = str(tmp_path / 'mini')
-    write_annotation(root, 'i0', [{'name': 'a', 'bbox': (1, 1, 10, 10)}, {'name': 'b', 'bbox': (21, 21, 40, 40)}])
-    write_annotation(root, 'i1', [{'name': 'a', 'bbox': (11, 11, 30, 30)}])
-    for i in ('i0', 'i1'):
-        write_image(osp.join(root, 'JPEGImages', i + '.jpg'), 50, 50)
-    write_image_set(root, 'test', ['i0', 'i1'])
+    write_mini_set(root)
     from datasets.factory import get_imdb
     return get_imdb(root + ':test')
 

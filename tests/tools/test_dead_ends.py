@@ -14,7 +14,7 @@ import eval_recall  # tools/ is on sys.path (tests/conftest.py)
 import reval
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..', 'datasets'))
-from voc_testutils import write_annotation, write_image, write_image_set  # noqa: E402
+from voc_testutils import write_mini_set  # noqa: E402
 
 AP_A = (6 + 5 * 2 / 3.) / 11   # see tests/datasets/test_tools_eval.py: 0.95 TP, 0.9 FP, 0.8 TP; 11-point
 MEAN = (AP_A + 1) / 2
@@ -32,11 +32,7 @@ def cfg_copy(monkeypatch):
 def ds(tmp_path, cfg_copy):
     cfg_copy.DATA_DIR = str(tmp_path / 'data')
     root = str(tmp_path / 'mini')
-    write_annotation(root, 'i0', [{'name': 'a', 'bbox': (1, 1, 10, 10)}, {'name': 'b', 'bbox': (21, 21, 40, 40)}])
-    write_annotation(root, 'i1', [{'name': 'a', 'bbox': (11, 11, 30, 30)}])
-    for i in ('i0', 'i1'):
-        write_image(osp.join(root, 'JPEGImages', i + '.jpg'), 50, 50)
-    write_image_set(root, 'test', ['i0', 'i1'])
+    write_mini_set(root)
     return root
 
 

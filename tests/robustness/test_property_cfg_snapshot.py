@@ -115,6 +115,7 @@ def _mutate(raw, m):
     return arg
 
 
+@pytest.mark.filterwarnings('ignore:Detected pickle protocol')  # torch's note on a damaged header byte
 @settings(**SETTINGS)
 @given(mutations)
 def test_damaged_snapshots_end_in_an_error_naming_the_file_or_load_intact(tmp_path, snapshot_bytes, m):

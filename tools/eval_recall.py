@@ -18,7 +18,7 @@ import sys
 import _init_paths  # noqa: F401
 import numpy as np
 
-from utils.cli import OneLineParser, ToolError
+from utils.cli import OneLineParser, ToolError, run_tool
 
 PROG = 'eval_recall.py'
 
@@ -124,15 +124,7 @@ def main(argv=None):
 
 def cli(argv=None):
     """main() for the command line: errors a user can cause end in one line and an exit status."""
-    try:
-        main(argv)
-    except ToolError as e:
-        print('{}: {}'.format(PROG, e), file=sys.stderr)
-        return e.status
-    except (ValueError, OSError, KeyError) as e:
-        print('{}: {}'.format(PROG, str(e).strip() or type(e).__name__), file=sys.stderr)
-        return 1
-    return 0
+    return run_tool(PROG, main, argv)
 
 
 if __name__ == '__main__':

@@ -10,7 +10,6 @@ Files are written atomically; existing split files that differ are kept unless -
 'make_splits.py: message': exit 2 for a wrong command line, 1 for bad data (no folder, no annotations, files that
 would be overwritten).
 """
-import argparse
 import os
 import os.path as osp
 import random
@@ -18,13 +17,9 @@ import sys
 
 import _init_paths  # noqa: F401
 
+from utils.cli import OneLineParser
+
 PROG = 'make_splits.py'
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2 (argparse would print the usage too)
-        print('{}: {}'.format(PROG, message), file=sys.stderr)
-        sys.exit(2)
 
 
 def split_ids(ids, test_fraction, seed):
@@ -39,7 +34,7 @@ def split_ids(ids, test_fraction, seed):
 
 
 def main(argv=None):
-    p = _Parser(prog=PROG, description='write ImageSets/Main/{trainval,test}.txt for a labelImg folder')
+    p = OneLineParser(prog=PROG, description='write ImageSets/Main/{trainval,test}.txt for a labelImg folder')
     p.add_argument('folder')
     p.add_argument('--test', type=float, default=0.2, help='fraction of the ids in test.txt (0 < f < 1)')
     p.add_argument('--seed', type=int, default=0)

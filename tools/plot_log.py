@@ -20,18 +20,15 @@ import argparse
 import os.path as osp
 import sys
 
+from utils.cli import OneLineParser
+
 PROG = 'plot_log.py'
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, '{}: {}\n'.format(PROG, message))
-
-
 def parse_args(argv=None):
-    parser = _Parser(prog=PROG, description=__doc__.split('\n\n')[0],
-                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                     epilog='\n\n'.join(__doc__.split('\n\n')[2:]))
+    parser = OneLineParser(prog=PROG, description=__doc__.split('\n\n')[0],
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog='\n\n'.join(__doc__.split('\n\n')[2:]))
     parser.add_argument('logs', nargs='+', metavar='LOG', help='training logs (text, jsonl or Caffe)')
     parser.add_argument('--out', default=None, help='the PNG to write (default: LOG_loss.png beside the first LOG)')
     parser.add_argument('--window', type=int, default=None, help='smoothing window in points (1: none)')

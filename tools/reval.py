@@ -21,7 +21,7 @@ import _init_paths  # noqa: F401
 
 from datasets.ds_utils import load_detections
 from fast_rcnn.test import apply_nms
-from utils.cli import OneLineParser, ToolError
+from utils.cli import OneLineParser, ToolError, run_tool
 
 PROG = 'reval.py'
 
@@ -134,16 +134,7 @@ def main(argv=None):
 
 def cli(argv=None):
     """main() for the command line: errors a user can cause end in one line and an exit status."""
-    from datasets.imdb import DatasetNotFound
-    try:
-        main(argv)
-    except ToolError as e:
-        print('{}: {}'.format(PROG, e), file=sys.stderr)
-        return e.status
-    except (pickle.UnpicklingError, DatasetNotFound, ValueError, OSError) as e:
-        print('{}: {}'.format(PROG, str(e).strip() or type(e).__name__), file=sys.stderr)
-        return 1
-    return 0
+    return run_tool(PROG, main, argv, (pickle.UnpicklingError, ValueError, OSError))
 
 
 if __name__ == '__main__':

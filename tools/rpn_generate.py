@@ -17,7 +17,7 @@ import sys
 
 import _init_paths  # noqa: F401
 
-from utils.cli import OneLineParser, ToolError
+from utils.cli import OneLineParser, ToolError, run_tool
 
 PROG = 'rpn_generate.py'
 #: The original's RPN settings for proposals to train and test Fast R-CNN on.
@@ -74,16 +74,8 @@ def run(args):
 
 
 def main(argv=None):
-    """Errors a user can cause end in one line and an exit status."""
-    try:
-        run(parse_args(argv))
-    except ToolError as e:
-        print('{}: {}'.format(PROG, e), file=sys.stderr)
-        return e.status
-    except (ValueError, OSError, RuntimeError) as e:  # a damaged snapshot, broken data: the message names it
-        print('{}: {}'.format(PROG, str(e).strip() or type(e).__name__), file=sys.stderr)
-        return 1
-    return 0
+    """Errors a user can cause end in one line and an exit status (a damaged snapshot, broken data: 1)."""
+    return run_tool(PROG, lambda a: run(parse_args(a)), argv, (ValueError, OSError, RuntimeError))
 
 
 if __name__ == '__main__':

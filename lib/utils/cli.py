@@ -15,3 +15,18 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, '{}: {}\n'.format(self.prog, message))
+
+
+def run_tool(prog: str, main, argv=None, data_errors: tuple = (ValueError, OSError, KeyError)) -> int:
+    """``main(argv)`` for the command line: a ToolError or one of ``data_errors`` (bad data: status 1) ends in one
+    line `<prog>: message` on stderr; returns the exit status."""
+    import sys
+    try:
+        main(argv)
+    except ToolError as e:
+        print('{}: {}'.format(prog, e), file=sys.stderr)
+        return e.status
+    except data_errors as e:
+        print('{}: {}'.format(prog, str(e).strip() or type(e).__name__), file=sys.stderr)
+        return 1
+    return 0

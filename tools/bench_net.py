@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-STAGES = ['data', 'backbone', 'rpn', 'proposal', 'targets', 'head', 'loss', 'backward']
+STAGES = ['data', 'backbone', 'rpn', 'proposal', 'targets', 'head', 'backward']  # targets: with the RPN losses, head: with its losses
 DEFAULT_SOLVERS = {
     'TINY': 'models/shapes/TINY/faster_rcnn_end2end/solver.yml',
     'VGG16': 'models/pascal_voc/VGG16/faster_rcnn_end2end/solver.yml',
@@ -153,7 +153,7 @@ def report(name, shape, rows, kind):
     total = sum(mean.values())
     print('{} {} (input {}x{}), mean of {}: {:.3f} s'.format(name, kind, shape[0], shape[1], len(rows), total))
     for s in STAGES:
-        if kind == 'test' and s in ('targets', 'loss', 'backward'):
+        if kind == 'test' and s in ('targets', 'backward'):
             continue
         print('  {:<9s} {:8.4f} s  {:5.1f}%'.format(s, mean[s], 100.0 * mean[s] / max(total, 1e-12)))
     frac = (mean['proposal'] + mean['targets']) / max(total, 1e-12)

@@ -38,6 +38,9 @@ def parse_args(argv=None):
                         help='CPU threads for torch (default: all cores)')
     parser.add_argument('--nproc', dest='nproc', type=int, default=1,
                         help='test in N processes on a CPU (forked; they share the images and --threads out)')
+    parser.add_argument('--proposals', dest='proposals', default=None, type=str,
+                        help='test Fast R-CNN on these proposals (TEST.HAS_RPN off): rpn_generate.py\'s .npz, the '
+                        'original\'s .pkl, or a selective-search .mat of this dataset')
     parser.add_argument('--set', dest='set_cfgs', help='set config keys', default=None, nargs=argparse.REMAINDER)
     if argv is None and len(sys.argv) == 1:
         parser.print_help()
@@ -51,7 +54,8 @@ def main(argv=None):
     tune_cpu_runtime()
     from datasets.factory import get_imdb
     from fast_rcnn.config import ConfigError, get_output_dir
-    from fast_rcnn.test import check_classes, load_detector, portable_imdb_name, resolve_device, test_net
+    from fast_rcnn.test import (check_classes, imdb_proposals, load_detector, portable_imdb_name, resolve_device,
+                                test_net)
 
     print('Called with args:')
     print(args)
@@ -91,7 +95,16 @@ def main(argv=None):
         check_classes(classes, imdb)
     except ValueError as e:
         sys.exit('test_net.py: {}: {}'.format(args.caffemodel, e))
-    if hasattr(imdb, 'set_proposal_method'):
+    proposals = None
+    if args.proposals is not None or (net.mode == 'fast_rcnn' and not cfg.TEST.HAS_RPN):
+        if args.proposals is None:
+            sys.exit('test_net.py: {}: TEST.HAS_RPN is off (a Fast R-CNN network): pass --proposals FILE'.format(
+                args.caffemodel))
+        try:
+            proposals = imdb_proposals(imdb, args.proposals)
+        except (OSError, ValueError) as e:
+            sys.exit('test_net.py: --proposals {}: {}'.format(args.proposals, e))
+    elif hasattr(imdb, 'set_proposal_method'):
         try:
             imdb.set_proposal_method('gt')
         except Exception:  # noqa: BLE001 - proposals are not needed (the RPN makes them)
@@ -100,7 +113,7 @@ def main(argv=None):
     print('Output will be saved to `{:s}`'.format(output_dir))
     test_net(net, imdb, max_per_image=args.max_per_image, vis=args.vis, cfg=cfg, output_dir=output_dir,
              classes=classes, nproc=args.nproc, snapshot=args.caffemodel,
-             imdb_spec=portable_imdb_name(args.imdb_name))
+             imdb_spec=portable_imdb_name(args.imdb_name), proposals=proposals)
 
 
 if __name__ == '__main__':

@@ -1,8 +1,15 @@
 #!/usr/bin/env python
-"""Train a Faster R-CNN network end to end on an image database.
+"""Train a Faster R-CNN network end to end on an image database, or Fast R-CNN on given proposals.
 
     tools/train_net.py --solver models/shapes/TINY/faster_rcnn_end2end/solver.yml --imdb shapes_trainval \\
         --cfg experiments/cfgs/faster_rcnn_end2end.yml
+    tools/train_net.py --solver models/shapes/TINY/fast_rcnn/solver.yml --imdb shapes_trainval \\
+        --proposals output/.../shapes_trainval/<net>_rpn_proposals.npz
+
+With TRAIN.HAS_RPN False (the default cfg, as the original's fast_rcnn.sh) the network trains Fast R-CNN on the
+proposals of --proposals (rpn_generate.py's .npz, the original's .pkl, or a selective-search .mat), or on
+TRAIN.PROPOSAL_METHOD's default file; its regression targets are normalised by their empirical per-class
+statistics, folded into the snapshots.
 
 Config order (later wins): defaults, --cfg, the solver.yml's cfg: block and snapshot:, --set. Without --iters,
 the solver's max_iter. Snapshots go to output/<EXP_DIR>/<imdb name>/, which the run locks; rerunning the same
@@ -44,6 +51,9 @@ def parse_args(argv=None):
     parser.add_argument('--cfg', dest='cfg_file', help='optional config file', default=None, type=str)
     parser.add_argument('--imdb', dest='imdb_name', help='dataset to train on (a+b joins datasets)',
                         default='voc_2007_trainval', type=str)
+    parser.add_argument('--proposals', dest='proposals', default=None, type=str,
+                        help='Fast R-CNN training (TRAIN.HAS_RPN False): the proposal file (.npz of rpn_generate.py, '
+                        'the original\'s .pkl, or a selective-search .mat); one per dataset of --imdb, joined with +')
     parser.add_argument('--rand', dest='randomize', help='randomize (do not use a fixed seed)', action='store_true')
     parser.add_argument('--from-scratch', dest='from_scratch', action='store_true',
                         help='allow training a network meant for ImageNet initialisation without --weights')
@@ -82,37 +92,6 @@ def parse_args(argv=None):
     return args
 
 
-def combined_roidb(imdb_names, cfg):
-    """The training roidb of one dataset or of several joined with '+', and the imdb that names the output."""
-    from datasets.factory import get_imdb
-    from datasets.summary import summarize
-    from fast_rcnn.train import get_training_roidb
-
-    def get_roidb(name):
-        imdb = get_imdb(name)
-        print('Loaded dataset `{:s}` for training'.format(imdb.name))
-        imdb.set_proposal_method(cfg.TRAIN.PROPOSAL_METHOD)
-        print('Set proposal method: {:s}'.format(cfg.TRAIN.PROPOSAL_METHOD))
-        roidb = get_training_roidb(imdb, cfg)
-        lines, warnings = summarize(imdb, roidb)  # what it will learn from, and likely label typos
-        print('\n'.join(lines + ['warning: ' + w for w in warnings]))
-        return imdb, roidb
-
-    parts = [get_roidb(s) for s in imdb_names.split('+')]
-    imdb, roidb = parts[0]
-    if len(parts) > 1:
-        for other, r in parts[1:]:
-            if list(other.classes) != list(imdb.classes):
-                raise ValueError('cannot join {} and {}: their classes differ ({} vs {})'.format(
-                    imdb.name, other.name, list(imdb.classes), list(other.classes)))
-            roidb = roidb + r
-        from datasets.imdb import imdb as imdb_base
-        joined = imdb_base(imdb_names)
-        joined._classes = imdb.classes
-        imdb = joined
-    return imdb, roidb
-
-
 def build_train_cfg(args, solver, cfg):
     """Fill ``cfg`` in place, later wins: --cfg, the solver's cfg: block, its snapshot: (Caffe's key), --set."""
     from fast_rcnn.config import ConfigError, cfg_from_dict, cfg_from_file, cfg_from_list, check_cfg
@@ -129,19 +108,6 @@ def build_train_cfg(args, solver, cfg):
         cfg_from_list(args.set_cfgs, cfg)
     check_cfg(cfg)
     return cfg
-
-
-def make_data_layer(roidb, num_classes, cfg, seed):
-    """The datasets helper's resumable RoIDataLayer."""
-    from roi_data_layer.layer import RoIDataLayer
-    import inspect
-    params = inspect.signature(RoIDataLayer).parameters
-    kwargs = {}
-    if 'cfg' in params:
-        kwargs['cfg'] = cfg
-    if 'seed' in params:
-        kwargs['seed'] = seed
-    return RoIDataLayer(roidb, num_classes, **kwargs)
 
 
 def main(argv=None):
@@ -194,6 +160,7 @@ def run(argv=None):
     tune_cpu_runtime()
     from fast_rcnn.config import cfg, cfg_to_dict, get_output_dir
     from fast_rcnn.train import filter_roidb, load_solver
+    from fast_rcnn.training_data import bbox_target_stats, combined_roidb
     from nets.backbones import build_net
 
     print('Called with args:')
@@ -213,9 +180,15 @@ def run(argv=None):
             args.nproc, args.nproc, torch.cuda.device_count()))
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(max(1, threads // args.nproc))
-    if not cfg.TRAIN.HAS_RPN or cfg.TRAIN.IMS_PER_BATCH != 1:
-        sys.exit('train_net.py: end-to-end Faster R-CNN training needs TRAIN.HAS_RPN True and TRAIN.IMS_PER_BATCH 1; '
-                 'pass --cfg experiments/cfgs/faster_rcnn_end2end.yml')
+    if cfg.TRAIN.HAS_RPN and cfg.TRAIN.IMS_PER_BATCH != 1:
+        sys.exit('train_net.py: end-to-end Faster R-CNN training needs TRAIN.IMS_PER_BATCH 1 (got {})'.format(
+            cfg.TRAIN.IMS_PER_BATCH))
+    if cfg.TRAIN.HAS_RPN and args.proposals is not None:
+        sys.exit('train_net.py: --proposals is for Fast R-CNN training (TRAIN.HAS_RPN False); this cfg trains end '
+                 'to end with an RPN')
+    if not cfg.TRAIN.HAS_RPN and args.proposals is None and cfg.TRAIN.PROPOSAL_METHOD == 'gt':
+        sys.exit('train_net.py: Fast R-CNN training (TRAIN.HAS_RPN False) needs proposals: pass --proposals FILE '
+                 '(or, for end-to-end training, --cfg experiments/cfgs/faster_rcnn_end2end.yml)')
 
     with torch.device('meta'):  # only its facts here; the weights are made after seeding
         netdef = build_net(solver['net'])
@@ -235,11 +208,12 @@ def run(argv=None):
     np.random.seed(seed)
     torch.manual_seed(seed)
 
-    imdb, roidb = combined_roidb(args.imdb_name, cfg)
+    imdb, roidb = combined_roidb(args.imdb_name, cfg, args.proposals)
     print('{:d} roidb entries'.format(len(roidb)))
     output_dir = get_output_dir(imdb)
     print('Output will be saved to `{:s}`'.format(output_dir))
     roidb = filter_roidb(roidb, cfg)
+    bbox_stats = bbox_target_stats(roidb, cfg)
 
     max_iters = args.max_iters if args.max_iters is not None else int(solver['max_iter'])
     if solver['lr_policy'] == 'poly' and max_iters > int(solver['max_iter']):
@@ -250,7 +224,8 @@ def run(argv=None):
     job = {'args': args, 'cfg': cfg_to_dict(cfg), 'solver': solver, 'roidb': roidb, 'classes': list(imdb.classes),
            'imdb_name': imdb.name, 'output_dir': output_dir, 'seed': seed, 'max_iters': max_iters,
            'frozen': netdef.frozen if solver['frozen_layers'] is None else list(solver['frozen_layers']),
-           'threads': torch.get_num_threads()}
+           'threads': torch.get_num_threads(), 'bbox_stats': bbox_stats,
+           'mode': 'end2end' if cfg.TRAIN.HAS_RPN else 'fast_rcnn'}
     from utils.lock import OutputLock
     with OutputLock(output_dir, force=args.force_unlock) as lock:  # this process runs the run: it holds the lock
         from utils.train_record import TEXT_LOG_NAME
@@ -364,11 +339,13 @@ def train_process(rank, job):
         info = load_pretrained(model, args.pretrained_model)
         print('Loaded pretrained weights from {:s} ({}: {}; input convention {})'.format(
             args.pretrained_model, info['source'], ', '.join(info['loaded']), info['input_mode']))
+    model.set_mode(job['mode'])
     model.frozen_parameters(job['frozen'])
     model.to(device)
     if nproc > 1:  # the same start everywhere, whatever each process's initialisation did
         for t in list(model.parameters()) + list(model.buffers()):
             dist.broadcast(t.data, 0)
+    from fast_rcnn.training_data import make_data_layer
     data_layer = make_data_layer(job['roidb'], len(job['classes']), cfg, seed)
     validate = None
     if args.val_imdb and rank == 0:
@@ -379,7 +356,7 @@ def train_process(rank, job):
     try:
         train_net(model, data_layer, job['output_dir'], job['solver'], cfg, job['classes'], job['max_iters'],
                   imdb_name=job['imdb_name'], resume=not args.fresh, seed=seed, record=True,
-                  validate=validate, eval_every=args.eval_every or 0)
+                  validate=validate, eval_every=args.eval_every or 0, bbox_stats=job['bbox_stats'])
     except TrainingInterrupted:
         if nproc == 1:
             raise

@@ -161,6 +161,7 @@ class voc_layout(imdb):
                        'use_diff': False,
                        'matlab_eval': False,
                        'rpn_file': None,
+                       'selective_search_file': None,  # None: data/selective_search_data/<name>.mat
                        'min_size': 2}
         if self._has_annotations():
             # check every split now, the test split too (errors name the file; skipped images leave the index)
@@ -398,9 +399,13 @@ class voc_layout(imdb):
 
     # ------------------------------------------------------------------ proposals
     def selective_search_roidb(self) -> List[Dict[str, Any]]:
-        """gt roidb merged with selective-search boxes from data/selective_search_data/<name>.mat (cached)."""
+        """gt roidb merged with selective-search boxes from config['selective_search_file'] (default
+        data/selective_search_data/<name>.mat; the original's layout: 'boxes', one (R, 4) [y1, x1, y2, x2] 1-based
+        array per image, in the image set's order), cached."""
         gt_roidb = self.gt_roidb()
-        filename = osp.abspath(osp.join(_cfg().DATA_DIR, 'selective_search_data', self.name + '.mat'))
+        filename = self.config.get('selective_search_file') or osp.join(
+            _cfg().DATA_DIR, 'selective_search_data', self.name + '.mat')
+        filename = osp.abspath(filename)
         if not osp.exists(filename):
             raise FileNotFoundError('Selective search data not found at: {}'.format(filename))
         key = make_key(kind='ss_roidb', gt=self._gt_cache_key(list(self._image_index)),

@@ -89,6 +89,7 @@ def load_detector(path: str, cfg_files: Sequence[str] = (), set_cfgs: Sequence[s
         raise RuntimeError('{}: its weights do not fit the {} network of this version ({}); retrain it'.format(
             path, snap['net'], str(e).strip())) from None
     model.to(device).eval()
+    model.mode = str(snap.get('mode', 'end2end'))  # 'fast_rcnn': trained on given proposals, its RPN untrained
     model.name = osp.splitext(osp.basename(path))[0]
     return model, c, list(snap['classes'])
 
@@ -96,23 +97,68 @@ def load_detector(path: str, cfg_files: Sequence[str] = (), set_cfgs: Sequence[s
 def im_detect(net, im: np.ndarray, boxes: Optional[np.ndarray] = None, cfg=None) -> Tuple[np.ndarray, np.ndarray]:
     """Detect object classes in an image.
 
-    net: FasterRCNN in eval mode. im: (H, W, 3) BGR uint8. boxes: must be None (proposals come from the RPN).
+    net: FasterRCNN in eval mode. im: (H, W, 3) BGR uint8. boxes: None (TEST.HAS_RPN: the RPN proposes) or the
+    image's object proposals (R, 4) x1y1x2y2 in its pixels (Fast R-CNN, TEST.HAS_RPN False).
     Returns scores (R, K) float32 softmax probabilities and pred_boxes (R, 4K) float32 class-specific boxes in
     the image's pixels, clipped to it (the proposals themselves, tiled, when TEST.BBOX_REG is off).
 
-    One pass at TEST.SCALES[0], as the original. Opt-in test-time augmentation (the original refused several
-    scales with an RPN): one pass per scale in TEST.SCALES, and with TEST.FLIP each also on the mirrored image;
-    the passes' detections are concatenated (R is their sum), for the per-class NMS to merge.
+    With an RPN: one pass at TEST.SCALES[0], as the original. Opt-in test-time augmentation (the original refused
+    several scales with an RPN): one pass per scale in TEST.SCALES, and with TEST.FLIP each also on the mirrored
+    image; the passes' detections are concatenated (R is their sum), for the per-class NMS to merge.
+    With given boxes: as the original's Fast R-CNN, one blob of every TEST.SCALES, each box pooled from the scale
+    where its area comes closest to 224 x 224, boxes equal after rounding to 1/DEDUP_BOXES pixels scored once.
     """
     cfg = net.cfg if cfg is None else cfg
     if boxes is not None:
-        raise ValueError('im_detect: this network makes its own proposals (TEST.HAS_RPN); pass boxes=None')
+        return _detect_boxes(net, im, np.asarray(boxes, dtype=np.float32).reshape(-1, 4), cfg)
     passes = [(target, flip) for target in cfg.TEST.SCALES for flip in ((False, True) if cfg.TEST.FLIP
                                                                          else (False,))]
     outs = [_detect_pass(net, im, target, flip, cfg) for target, flip in passes]
     if len(outs) == 1:
         return outs[0]
     return np.vstack([o[0] for o in outs]), np.vstack([o[1] for o in outs])
+
+
+def project_im_rois(im_rois: np.ndarray, scales: Sequence[float]) -> np.ndarray:
+    """The original's _project_im_rois: boxes (R, 4) in image pixels -> (R, 5) [level, x1, y1, x2, y2] in the
+    blob of the image pyramid ``scales``: each box at the level where its scaled area is closest to 224 x 224."""
+    im_rois = im_rois.astype(np.float64, copy=False)
+    scales = np.asarray(scales, dtype=np.float64)
+    if len(scales) > 1:
+        widths = im_rois[:, 2] - im_rois[:, 0] + 1
+        heights = im_rois[:, 3] - im_rois[:, 1] + 1
+        scaled_areas = (widths * heights)[:, None] * (scales[None, :] ** 2)
+        levels = np.abs(scaled_areas - 224 * 224).argmin(axis=1)
+    else:
+        levels = np.zeros(im_rois.shape[0], dtype=np.int64)
+    return np.hstack((levels[:, None], im_rois * scales[levels][:, None])).astype(np.float32)
+
+
+def _detect_boxes(net, im: np.ndarray, boxes: np.ndarray, cfg) -> Tuple[np.ndarray, np.ndarray]:
+    """im_detect with given proposals (see there)."""
+    ims, scales = [], []
+    for target in cfg.TEST.SCALES:
+        blob_im, scale = prep_im_for_blob(im, cfg.PIXEL_MEANS, target, cfg.TEST.MAX_SIZE)
+        ims.append(blob_im)
+        scales.append(scale)
+    blob = im_list_to_blob(ims, int(cfg.get('SIZE_DIVISIBILITY', 1)))
+    rois = project_im_rois(boxes, scales)
+    inv_index = None
+    if cfg.DEDUP_BOXES > 0:
+        # boxes that map to the same RoI (after rounding to 1/DEDUP_BOXES pixels) are pooled once
+        hashes = np.round(rois.astype(np.float64) * cfg.DEDUP_BOXES).dot(np.array([1, 1e3, 1e6, 1e9, 1e12]))
+        _, index, inv_index = np.unique(hashes, return_index=True, return_inverse=True)
+        rois, boxes = rois[index], boxes[index]
+    device = next(net.parameters()).device
+    cls_prob, bbox_pred = net.detect(torch.from_numpy(blob).to(device), torch.from_numpy(rois).to(device))
+    scores = cls_prob.cpu().numpy().astype(np.float32)
+    if cfg.TEST.BBOX_REG:
+        pred_boxes = clip_boxes(bbox_transform_inv(boxes, bbox_pred.cpu().numpy().astype(np.float32)), im.shape)
+    else:
+        pred_boxes = np.tile(boxes, (1, scores.shape[1]))
+    if inv_index is not None:
+        scores, pred_boxes = scores[inv_index], pred_boxes[inv_index]
+    return scores, pred_boxes.astype(np.float32, copy=False)
 
 
 def _detect_pass(net, im: np.ndarray, target: int, flip: bool, cfg) -> Tuple[np.ndarray, np.ndarray]:
@@ -232,11 +278,11 @@ def check_classes(model_classes: Sequence[str], imdb) -> None:
 
 def _detect_image(job: tuple, i: int) -> Tuple[int, List[np.ndarray], float, float]:
     """test_net's work on image i: (i, per-class detections, im_detect seconds, NMS and drawing seconds)."""
-    net, imdb, cfg, thresh, max_per_image, vis, output_dir = job
+    net, imdb, cfg, thresh, max_per_image, vis, output_dir, proposals = job
     path = imdb.image_path_at(i)
     im = read_image(path)  # as training read it: stored pixels, truncation named
     t = time.time()
-    scores, boxes = im_detect(net, im, None, cfg)
+    scores, boxes = im_detect(net, im, None if proposals is None else proposals[i], cfg)
     t_detect = time.time() - t
     t = time.time()
     dets = detections_for_image(scores, boxes, imdb.num_classes, thresh, cfg.TEST.NMS, max_per_image)
@@ -280,8 +326,12 @@ def _detections(job: tuple, num_images: int, nproc: int):
 
 def test_net(net, imdb, max_per_image: int = 100, thresh: float = 0.05, vis: bool = False, cfg=None,
              output_dir: Optional[str] = None, classes: Optional[Sequence[str]] = None, nproc: int = 1,
-             snapshot: Optional[str] = None, imdb_spec: Optional[str] = None) -> Any:
+             snapshot: Optional[str] = None, imdb_spec: Optional[str] = None,
+             proposals: Optional[Sequence[np.ndarray]] = None) -> Any:
     """Test ``net`` on every image of ``imdb`` and evaluate.
+
+    ``proposals``: with TEST.HAS_RPN off (Fast R-CNN), each image's object proposals (R_i, 4) in image pixels,
+    in the imdb's order (``imdb_proposals``).
 
     Writes ``detections.pkl`` (all_boxes[cls][image] = (N, 5) float32) into ``output_dir`` (default
     output/<EXP_DIR>/<imdb name>/<net.name>) and returns ``imdb.evaluate_detections``' result (the mean AP for
@@ -308,7 +358,12 @@ def test_net(net, imdb, max_per_image: int = 100, thresh: float = 0.05, vis: boo
         from fast_rcnn.config import get_output_dir
         output_dir = get_output_dir(imdb, getattr(net, 'name', None), cfg=cfg)
     os.makedirs(output_dir, exist_ok=True)
-    job = (net, imdb, cfg, thresh, max_per_image, vis, output_dir)
+    if proposals is None and getattr(net, 'mode', 'end2end') == 'fast_rcnn' and not cfg.TEST.HAS_RPN:
+        raise ValueError('this Fast R-CNN network (TEST.HAS_RPN off) is tested on given proposals (--proposals '
+                         'FILE); set TEST.HAS_RPN True if its RPN is trained')
+    if proposals is not None and len(proposals) != num_images:
+        raise ValueError('{} proposal lists for the {} images of {}'.format(len(proposals), num_images, imdb.name))
+    job = (net, imdb, cfg, thresh, max_per_image, vis, output_dir, proposals)
     t0 = time.time()
     detect_s = misc_s = 0.0
     for done, (i, dets, t_detect, t_misc) in enumerate(_detections(job, num_images, nproc)):
@@ -325,6 +380,14 @@ def test_net(net, imdb, max_per_image: int = 100, thresh: float = 0.05, vis: boo
     os.replace(tmp, det_file)
     print('Evaluating detections')
     return evaluate_and_report(imdb, all_boxes, output_dir, snapshot, imdb_spec)
+
+
+def imdb_proposals(imdb, path: str) -> List[np.ndarray]:
+    """The object proposals of every image of ``imdb`` for Fast R-CNN testing, from ``path`` (rpn_generate.py's
+    .npz, the original's .pkl, or a selective-search .mat): the roidb's non-gt boxes, as the original's test_net."""
+    from fast_rcnn.training_data import proposal_method, use_proposals
+    use_proposals(imdb, proposal_method(path, 'rpn'), path)
+    return [entry['boxes'][entry['gt_classes'] == 0] for entry in imdb.roidb]
 
 
 def portable_imdb_name(name: str) -> str:

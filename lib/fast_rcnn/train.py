@@ -601,11 +601,7 @@ def get_training_roidb(imdb, cfg=None):
 def filter_roidb(roidb, cfg=None):
     """Drop images with no usable RoI (the datasets helper's roi_data_layer.roidb.filter_roidb)."""
     from roi_data_layer import roidb as rdl_roidb
-    import inspect
-    f = rdl_roidb.filter_roidb
-    if 'cfg' in inspect.signature(f).parameters:
-        return f(roidb, cfg=cfg)
-    return f(roidb)
+    return rdl_roidb.filter_roidb(roidb, cfg=cfg)
 
 
 # ----------------------------------------------------------------------------- the solver
@@ -623,6 +619,12 @@ class SolverWrapper:
         imdb_name: stored in snapshots.
         seed: the run's seed (default cfg.RNG_SEED); the sampling in the target layers of minibatch m and torch's
             RNG (dropout) are seeded from (seed, m), so they do not depend on how the minibatches were shared out.
+        bbox_stats: (means, stds), each (4K,), of the roidb's regression targets when they are normalised by
+            empirical statistics (Fast R-CNN, TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED False: what
+            roi_data_layer.roidb.add_bbox_regression_targets returns); folded into the snapshots' bbox_pred.
+
+    The model trains in its mode (FasterRCNN.set_mode): end2end, the RPN alone, or Fast R-CNN on the data layer's
+    RoIs (TRAIN.HAS_RPN False).
 
     In a process group (``--nproc N``, torch.distributed), the iter_size minibatches of an iteration are shared
     out (minibatch j to process j % N) and the gradients summed over the processes (through shared memory on the
@@ -631,7 +633,8 @@ class SolverWrapper:
     """
 
     def __init__(self, model, data_layer, output_dir: str, solver: Dict[str, Any], cfg, classes: Sequence[str],
-                 imdb_name: str = '', seed: Optional[int] = None) -> None:
+                 imdb_name: str = '', seed: Optional[int] = None,
+                 bbox_stats: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> None:
         self.model = model
         self.seed = int(cfg.RNG_SEED if seed is None else seed)
         self.rank, self.nproc = process_group()
@@ -656,10 +659,20 @@ class SolverWrapper:
         self.validate: Optional[Any] = None        # validate(snapshot path, iteration) -> mean AP (process 0)
         self.eval_every = 0
         self.best_map: Optional[float] = None
-        self.bbox_normalize = bool(cfg.TRAIN.BBOX_REG and cfg.TRAIN.BBOX_NORMALIZE_TARGETS)
-        if self.bbox_normalize and not cfg.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED:
-            raise ValueError('end-to-end training needs TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED: True '
-                             '(set it in the --cfg file, e.g. experiments/cfgs/faster_rcnn_end2end.yml)')
+        mode = getattr(model, 'mode', 'end2end')
+        self.bbox_normalize = bool(cfg.TRAIN.BBOX_REG and cfg.TRAIN.BBOX_NORMALIZE_TARGETS and mode != 'rpn')
+        self.bbox_stats = None
+        if self.bbox_normalize:
+            if cfg.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED:
+                self.bbox_stats = (cfg.TRAIN.BBOX_NORMALIZE_MEANS, cfg.TRAIN.BBOX_NORMALIZE_STDS)
+            elif mode == 'end2end':
+                raise ValueError('end-to-end training needs TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED: True '
+                                 '(set it in the --cfg file, e.g. experiments/cfgs/faster_rcnn_end2end.yml)')
+            elif bbox_stats is None:
+                raise ValueError('Fast R-CNN training with empirical target normalisation needs the roidb\'s '
+                                 'bbox_stats (roi_data_layer.roidb.add_bbox_regression_targets)')
+            else:
+                self.bbox_stats = bbox_stats
 
     # -------------------------------------------------------------- snapshots
     def snapshot(self) -> str:
@@ -673,8 +686,7 @@ class SolverWrapper:
         if self.bbox_normalize:
             from nets.faster_rcnn import fold_bbox_normalization
             raw = {'weight': state['bbox_pred.weight'], 'bias': state['bbox_pred.bias']}
-            state = fold_bbox_normalization(state, self.model.num_classes, self.cfg.TRAIN.BBOX_NORMALIZE_MEANS,
-                                            self.cfg.TRAIN.BBOX_NORMALIZE_STDS)
+            state = fold_bbox_normalization(state, self.model.num_classes, *self.bbox_stats)
         solver = {k: v for k, v in self.solver.items()}
         snap = {
             'format': SNAPSHOT_FORMAT,
@@ -686,6 +698,7 @@ class SolverWrapper:
             'solver': _plain(solver),
             'iter': self.iter,
             'model': state,
+            'mode': getattr(self.model, 'mode', 'end2end'),
             'bbox_pred_folded': raw is not None,
             'bbox_pred_raw': raw,
             'optimizer': self.optimizer.state_dict(),
@@ -757,7 +770,7 @@ class SolverWrapper:
                 blobs = self.data_layer.forward()
                 images.extend(str(p) for p in blobs.get('image_paths', ()))
                 data = torch.from_numpy(np.ascontiguousarray(blobs['data'], dtype=np.float32)).to(self.device)
-                losses = self.model(data, blobs['im_info'], blobs['gt_boxes'])
+                losses = self.model.train_losses(data, blobs)
                 sum(losses.values()).backward()
                 for k, v in losses.items():
                     sums[k] = sums[k] + v.detach() if k in sums else v.detach()
@@ -1068,7 +1081,8 @@ def _record_files(output_dir: str) -> List[str]:
 
 def train_net(model, data_layer, output_dir: str, solver: Dict[str, Any], cfg, classes: Sequence[str],
               max_iters: int, imdb_name: str = '', resume: bool = True, seed: Optional[int] = None,
-              record: bool = False, validate: Optional[Any] = None, eval_every: int = 0) -> str:
+              record: bool = False, validate: Optional[Any] = None, eval_every: int = 0,
+              bbox_stats: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> str:
     """Train ``model``; resume from the newest intact snapshot in ``output_dir`` whose cfg and solver match this
     run's (``snapshot_differences``) unless ``resume`` is False. Snapshots that cannot be resumed because they do
     not match, and with ``resume`` False all earlier snapshots of this solver, are moved to ``old/<time>/`` (with
@@ -1078,13 +1092,15 @@ def train_net(model, data_layer, output_dir: str, solver: Dict[str, Any], cfg, c
     TrainingInterrupted. With ``record`` (bool; train_net.py sets it) process 0 also writes the run's record
     (utils.train_record: config.yml, train_log.jsonl, loss.png, log.txt). ``validate`` (callable (snapshot path,
     iteration) -> mean AP) and ``eval_every`` (int): every that many iterations process 0 writes a snapshot,
-    evaluates it, logs ``{"iteration", "val_map"}`` and keeps the best as ``<prefix>_best.pth``. In a process group every process calls it (see SolverWrapper); process 0 prints and
+    evaluates it, logs ``{"iteration", "val_map"}`` and keeps the best as ``<prefix>_best.pth``. ``bbox_stats``:
+    see SolverWrapper. In a process group every process calls it (see SolverWrapper); process 0 prints and
     writes."""
     if int(max_iters) < 1:
         raise ValueError('the number of iterations must be at least 1, got {}'.format(max_iters))
     from utils.train_record import StdoutTee, TEXT_LOG_NAME, TrainRecord
     t_start = time.time()
-    sw = SolverWrapper(model, data_layer, output_dir, solver, cfg, classes, imdb_name, seed=seed)
+    sw = SolverWrapper(model, data_layer, output_dir, solver, cfg, classes, imdb_name, seed=seed,
+                       bbox_stats=bbox_stats)
     say = print if sw.rank == 0 else (lambda *a, **k: None)
     own_tee = None
     if record and sw.rank == 0 and not (isinstance(sys.stdout, StdoutTee) and sys.stdout.file is not None):

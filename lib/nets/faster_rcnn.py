@@ -23,7 +23,7 @@ inside ``forward``, so the data pipeline never changes.
 from __future__ import annotations
 
 import time
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -37,6 +37,10 @@ TORCHVISION_MEAN = (0.485, 0.456, 0.406)
 TORCHVISION_STD = (0.229, 0.224, 0.225)
 # TRAIN.OHEM's NMS over the RoIs ranked by loss (the OHEM paper's value)
 OHEM_NMS_THRESH = 0.7
+# set_mode's training modes, and the layers (as the original's layer names) of the two parts
+MODES = ('end2end', 'rpn', 'fast_rcnn')
+RPN_LAYERS = ('rpn_conv', 'rpn_cls_score', 'rpn_bbox_pred')
+HEAD_LAYERS = ('head', 'cls_score', 'bbox_pred')
 
 
 class _Timers:
@@ -55,6 +59,14 @@ class _Timers:
         now = time.perf_counter()
         self.store[name] = self.store.get(name, 0.0) + now - self.t
         self.t = now
+
+
+def _gt_boxes(gt_boxes: Union[torch.Tensor, np.ndarray, None]) -> np.ndarray:
+    """gt_boxes as a (G, 5) float32 numpy array; training needs them."""
+    if gt_boxes is None:
+        raise ValueError('FasterRCNN: training the RPN needs gt_boxes (G, 5)')
+    gt = gt_boxes.detach().cpu().numpy() if torch.is_tensor(gt_boxes) else np.asarray(gt_boxes)
+    return gt.reshape(-1, 5).astype(np.float32)
 
 
 def _im_info(im_info: Union[torch.Tensor, np.ndarray]) -> np.ndarray:
@@ -115,6 +127,7 @@ class FasterRCNN(nn.Module):
         # travels with the state dict.
         # Source of the target layers' sampling (numpy RandomState-like); None = the global numpy.random.
         self.rng = None
+        self.mode = 'end2end'
         self.register_buffer('input_mode', torch.zeros((), dtype=torch.int64))
         pm = np.asarray(cfg.PIXEL_MEANS, dtype=np.float32).reshape(3)
         self.register_buffer('pixel_means', torch.from_numpy(pm.copy()).view(1, 3, 1, 1), persistent=False)
@@ -149,6 +162,11 @@ class FasterRCNN(nn.Module):
             if n.split('.')[0] in prefixes:
                 param.requires_grad_(False)
 
+    def freeze_features(self) -> None:
+        """Every conv layer of the backbone fixed (alt-opt's stage 2: the shared convolutional layers)."""
+        for param in self.features.parameters():
+            param.requires_grad_(False)
+
     def amp_dtype(self, device: torch.device) -> Optional[torch.dtype]:
         """The autocast dtype that cfg.AMP asks for on ``device`` (None: float32 throughout)."""
         return amp_dtype(self.cfg.get('AMP', 'off'), device)
@@ -156,6 +174,33 @@ class FasterRCNN(nn.Module):
     def _autocast(self, device: torch.device):
         dtype = self.amp_dtype(device)
         return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+    # ------------------------------------------------------------------ the parts
+    def set_mode(self, mode: str) -> None:
+        """Which parts train: 'end2end' (all, approximate joint training), 'rpn' (backbone and RPN: alt-opt's RPN
+        stages) or 'fast_rcnn' (backbone and RoI head on given RoIs: alt-opt's Fast R-CNN stages, Fast R-CNN on
+        external proposals). The unused part's parameters get requires_grad False, as the original's lr_mult 0
+        layers: they are carried in the snapshots unchanged."""
+        if mode not in MODES:
+            raise ValueError('mode must be one of {}, got {!r}'.format(', '.join(MODES), mode))
+        self.mode = mode
+        unused = {'end2end': (), 'rpn': HEAD_LAYERS, 'fast_rcnn': RPN_LAYERS}[mode]
+        for name in unused:
+            for p in getattr(self, name).parameters():
+                p.requires_grad_(False)
+
+    def train_losses(self, data: torch.Tensor, blobs: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        """The training losses of one minibatch in the model's mode. data: blobs['data'] as a tensor on the
+        model's device; blobs: roi_data_layer.minibatch.get_minibatch's dict ('im_info', 'gt_boxes' for 'end2end'
+        and 'rpn'; 'rois', 'labels' and the bbox blobs for 'fast_rcnn')."""
+        if self.mode == 'end2end':
+            return self(data, blobs['im_info'], blobs['gt_boxes'])
+        if self.mode == 'rpn':
+            return self.rpn_losses(data, blobs['im_info'], blobs['gt_boxes'])
+        bbox = None
+        if 'bbox_targets' in blobs:
+            bbox = tuple(blobs[k] for k in ('bbox_targets', 'bbox_inside_weights', 'bbox_outside_weights'))
+        return self.fast_rcnn_losses(data, blobs['rois'], blobs['labels'], bbox)
 
     # ------------------------------------------------------------------ forward
     def forward(self, data: torch.Tensor, im_info: Union[torch.Tensor, np.ndarray],
@@ -166,70 +211,116 @@ class FasterRCNN(nn.Module):
         tm = _Timers(timers, device)
         im_info_np = _im_info(im_info)
         feat, rpn_cls_score, rpn_cls_score_reshape, rpn_cls_prob_reshape, rpn_bbox_pred = self._rpn(data, tm)
-        A = self.num_anchors
-        _, _, H, W = rpn_cls_score.shape
 
         key = 'TRAIN' if self.training else 'TEST'
         rois_np, _ = self._proposals(rpn_cls_prob_reshape, rpn_bbox_pred, im_info_np, key)
         tm.lap('proposal')
 
-        losses: Dict[str, torch.Tensor] = {}
-        if self.training:
-            if gt_boxes is None:
-                raise ValueError('FasterRCNN.forward: training mode needs gt_boxes (G, 5)')
-            gt_np = gt_boxes.detach().cpu().numpy() if torch.is_tensor(gt_boxes) else np.asarray(gt_boxes)
-            gt_np = gt_np.reshape(-1, 5).astype(np.float32)
-            kw = {} if self.rng is None else {'rng': self.rng}
-            labels, bt, biw, bow = ops.anchor_target_layer(np.empty((1, 1, H, W), np.float32), gt_np,
-                                                           im_info_np, self.feat_stride, self.anchor_scales, cfg,
-                                                           anchor_ratios=self.anchor_ratios, **kw)
-            ohem = bool(cfg.TRAIN.get('OHEM', False))
-            rois_np, roi_labels, roi_targets, roi_iw, roi_ow = ops.proposal_target_layer(
-                rois_np, gt_np, self.num_classes, cfg, sample=not ohem, **kw)
-            tm.lap('targets')
-            rpn_labels = torch.from_numpy(np.ascontiguousarray(labels)).to(device).long().view(1, A * H, W)
-            losses['rpn_loss_cls'] = ops.softmax_loss_ignore(rpn_cls_score_reshape, rpn_labels)
-            # only the foreground anchors' deltas have both weights non-zero: every other term is 0 exactly (its
-            # inside weight makes the difference 0), so the loss and its gradient are those of the whole map
-            terms = np.flatnonzero((biw.reshape(-1) != 0) & (bow.reshape(-1) != 0))
-            losses['rpn_loss_bbox'] = ops.smooth_l1_loss(
-                rpn_bbox_pred.reshape(1, -1).index_select(1, torch.from_numpy(terms).to(device)),
-                *(torch.from_numpy(x.reshape(1, -1)[:, terms]).to(device).float() for x in (bt, biw, bow)),
-                sigma=3.0)
-            tm.lap('loss')
-
-        rois = torch.from_numpy(np.ascontiguousarray(rois_np, dtype=np.float32)).to(device)
         if not self.training:
+            rois = torch.from_numpy(np.ascontiguousarray(rois_np, dtype=np.float32)).to(device)
             cls_score, bbox_pred = self._head(feat, rois)
             tm.lap('head')
             return rois, F.softmax(cls_score, dim=1), bbox_pred
 
-        labels_t = torch.from_numpy(np.ascontiguousarray(roi_labels)).to(device).long().view(-1)
-        targets = [torch.from_numpy(np.ascontiguousarray(x)).to(device).float() for x in (roi_targets, roi_iw, roi_ow)]
-        if ohem:
-            keep = self._hardest_rois(feat, rois, labels_t, *targets, int(cfg.TRAIN.BATCH_SIZE))
-            rois, labels_t, targets = rois[keep], labels_t[keep], [t[keep] for t in targets]
-        cls_score, bbox_pred = self._head(feat, rois)
+        gt_np = _gt_boxes(gt_boxes)
+        kw = {} if self.rng is None else {'rng': self.rng}
+        losses = self._rpn_losses(rpn_cls_score, rpn_cls_score_reshape, rpn_bbox_pred, gt_np, im_info_np)
+        ohem = bool(cfg.TRAIN.get('OHEM', False))
+        rois_np, roi_labels, roi_targets, roi_inside_w, roi_outside_w = ops.proposal_target_layer(
+            rois_np, gt_np, self.num_classes, cfg, sample=not ohem, **kw)
+        tm.lap('targets')
+        losses.update(self._head_losses(feat, rois_np, roi_labels, (roi_targets, roi_inside_w, roi_outside_w)))
         tm.lap('head')
-        losses['loss_cls'] = F.cross_entropy(cls_score, labels_t)
-        losses['loss_bbox'] = ops.smooth_l1_loss(bbox_pred, *targets, sigma=1.0)
-        tm.lap('loss')
         return losses
 
-    def _rpn(self, data: torch.Tensor, tm: '_Timers') -> Tuple[torch.Tensor, ...]:
-        """Backbone and RPN head: (feat, rpn_cls_score (1, 2A, H, W), its reshape and softmax (1, 2, A*H, W),
-        rpn_bbox_pred (1, 4A, H, W)), float32."""
+    def rpn_losses(self, data: torch.Tensor, im_info: Union[torch.Tensor, np.ndarray],
+                   gt_boxes: Union[torch.Tensor, np.ndarray]) -> Dict[str, torch.Tensor]:
+        """The RPN alone (alt-opt's RPN stages): {'rpn_loss_cls', 'rpn_loss_bbox'} of one image blob, as in
+        ``forward``. data (1, 3, H, W), im_info (1, 3), gt_boxes (G, 5)."""
+        _, rpn_cls_score, rpn_cls_score_reshape, _, rpn_bbox_pred = self._rpn(data, _Timers(None, data.device))
+        return self._rpn_losses(rpn_cls_score, rpn_cls_score_reshape, rpn_bbox_pred, _gt_boxes(gt_boxes),
+                                _im_info(im_info))
+
+    def fast_rcnn_losses(self, data: torch.Tensor, rois: Union[torch.Tensor, np.ndarray],
+                         labels: Union[torch.Tensor, np.ndarray],
+                         bbox: Optional[Sequence[Union[torch.Tensor, np.ndarray]]] = None) -> Dict[str, torch.Tensor]:
+        """Fast R-CNN on given RoIs (no RPN): {'loss_cls'[, 'loss_bbox']}.
+
+        data (N, 3, H, W); rois (R, 5) [image index, x1, y1, x2, y2] in blob pixels; labels (R,); bbox: None
+        (TRAIN.BBOX_REG off) or (bbox_targets, bbox_inside_weights, bbox_outside_weights), each (R, 4K)."""
+        feat = self._features(data)
+        rois_np = rois.detach().cpu().numpy() if torch.is_tensor(rois) else np.asarray(rois)
+        labels_np = labels.detach().cpu().numpy() if torch.is_tensor(labels) else np.asarray(labels)
+        return self._head_losses(feat, rois_np, labels_np, bbox)
+
+    @torch.no_grad()
+    def detect(self, data: torch.Tensor, rois: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The RoI head on given RoIs (Fast R-CNN testing, TEST.HAS_RPN off): data (N, 3, H, W), rois (R, 5)
+        [image index, x1, y1, x2, y2] in blob pixels -> (cls_prob (R, K), bbox_pred (R, 4K))."""
+        cls_score, bbox_pred = self._head(self._features(data), rois.float())
+        return F.softmax(cls_score, dim=1), bbox_pred
+
+    def _rpn_losses(self, rpn_cls_score: torch.Tensor, rpn_cls_score_reshape: torch.Tensor,
+                    rpn_bbox_pred: torch.Tensor, gt_np: np.ndarray, im_info_np: np.ndarray) -> Dict[str, torch.Tensor]:
+        """Anchor targets and the RPN's two losses (see the module doc)."""
+        device = rpn_bbox_pred.device
+        A = self.num_anchors
+        _, _, H, W = rpn_cls_score.shape
+        kw = {} if self.rng is None else {'rng': self.rng}
+        labels, targets, inside_w, outside_w = ops.anchor_target_layer(
+            np.empty((1, 1, H, W), np.float32), gt_np, im_info_np, self.feat_stride, self.anchor_scales, self.cfg,
+            anchor_ratios=self.anchor_ratios, **kw)
+        rpn_labels = torch.from_numpy(np.ascontiguousarray(labels)).to(device).long().view(1, A * H, W)
+        losses = {'rpn_loss_cls': ops.softmax_loss_ignore(rpn_cls_score_reshape, rpn_labels)}
+        # only the foreground anchors' deltas have both weights non-zero: every other term is 0 exactly (its
+        # inside weight makes the difference 0), so the loss and its gradient are those of the whole map
+        terms = np.flatnonzero((inside_w.reshape(-1) != 0) & (outside_w.reshape(-1) != 0))
+        losses['rpn_loss_bbox'] = ops.smooth_l1_loss(
+            rpn_bbox_pred.reshape(1, -1).index_select(1, torch.from_numpy(terms).to(device)),
+            *(torch.from_numpy(x.reshape(1, -1)[:, terms]).to(device).float()
+              for x in (targets, inside_w, outside_w)),
+            sigma=3.0)
+        return losses
+
+    def _head_losses(self, feat: torch.Tensor, rois_np: np.ndarray, labels_np: np.ndarray,
+                     bbox: Optional[Sequence[Any]]) -> Dict[str, torch.Tensor]:
+        """The RoI head's losses on sampled RoIs: 'loss_cls' (softmax) and, with bbox targets, 'loss_bbox' (smooth
+        L1, sigma 1, divided by the number of RoIs). With TRAIN.OHEM the hardest TRAIN.BATCH_SIZE are kept."""
+        device = feat.device
+        rois = torch.from_numpy(np.ascontiguousarray(rois_np, dtype=np.float32)).to(device)
+        labels = torch.from_numpy(np.ascontiguousarray(labels_np)).to(device).long().view(-1)
+        targets = None if bbox is None else [
+            (x if torch.is_tensor(x) else torch.from_numpy(np.ascontiguousarray(x))).to(device).float() for x in bbox]
+        if bool(self.cfg.TRAIN.get('OHEM', False)):
+            zeros = torch.zeros((rois.shape[0], 4 * self.num_classes), device=device)
+            keep = self._hardest_rois(feat, rois, labels, *(targets or (zeros, zeros, zeros)),
+                                      int(self.cfg.TRAIN.BATCH_SIZE))
+            rois, labels = rois[keep], labels[keep]
+            targets = None if targets is None else [t[keep] for t in targets]
+        cls_score, bbox_pred = self._head(feat, rois)
+        losses = {'loss_cls': F.cross_entropy(cls_score, labels)}
+        if targets is not None:
+            losses['loss_bbox'] = ops.smooth_l1_loss(bbox_pred, *targets, sigma=1.0)
+        return losses
+
+    def _features(self, data: torch.Tensor) -> torch.Tensor:
+        """The backbone's conv features (N, C, H/stride, W/stride), float32."""
         x = self._convert_input(data)
         if x.device.type == 'cpu':
             # oneDNN's CPU convolutions run channels last without reordering their input and output at each
             # layer (tools/bench_net.py: a TINY training minibatch ~12% shorter, a VGG16 test image ~25%); the
             # maps below stay channels last
             x = x.contiguous(memory_format=torch.channels_last)
-        amp = self._autocast(data.device)
-        with amp:
+        with self._autocast(data.device):
             feat = self.features(x)
-        feat = feat.float()
+        return feat.float()
+
+    def _rpn(self, data: torch.Tensor, tm: '_Timers') -> Tuple[torch.Tensor, ...]:
+        """Backbone and RPN head: (feat, rpn_cls_score (1, 2A, H, W), its reshape and softmax (1, 2, A*H, W),
+        rpn_bbox_pred (1, 4A, H, W)), float32."""
+        feat = self._features(data)
         tm.lap('backbone')
+        amp = self._autocast(data.device)
         with amp:
             rpn = F.relu(self.rpn_conv(feat), inplace=True)
         rpn = rpn.float()
@@ -316,10 +407,20 @@ def rpn_softmax(rpn_cls_score: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor
 def fold_bbox_normalization(state: Dict[str, torch.Tensor], num_classes: int, means: Sequence[float],
                             stds: Sequence[float]) -> Dict[str, torch.Tensor]:
     """Return a copy of ``state`` whose ``bbox_pred`` emits unnormalised deltas, as the original's snapshot:
-    W * stds[:, None], b * stds + means, with means/stds (4,) tiled over the K classes."""
+    W * stds[:, None], b * stds + means. means/stds: (4,) for every class (TRAIN.BBOX_NORMALIZE_MEANS/STDS), tiled
+    over the K classes, or (4K,) per class (the empirical statistics of a Fast R-CNN roidb)."""
     out = dict(state)
-    s = torch.tensor(np.tile(np.asarray(stds, dtype=np.float64), num_classes))
-    m = torch.tensor(np.tile(np.asarray(means, dtype=np.float64), num_classes))
+
+    def per_output(v: Sequence[float]) -> torch.Tensor:
+        v = np.asarray(v, dtype=np.float64).reshape(-1)
+        if v.size == 4:
+            v = np.tile(v, num_classes)
+        if v.size != 4 * num_classes:
+            raise ValueError('bbox normalisation: {} values for {} classes (need 4 or {})'.format(
+                v.size, num_classes, 4 * num_classes))
+        return torch.from_numpy(v)
+
+    s, m = per_output(stds), per_output(means)
     w, b = state['bbox_pred.weight'], state['bbox_pred.bias']
     out['bbox_pred.weight'] = (w.double() * s.to(w.device)[:, None]).to(w.dtype)
     out['bbox_pred.bias'] = (b.double() * s.to(b.device) + m.to(b.device)).to(b.dtype)

@@ -3,6 +3,7 @@
 
     tools/demo.py                          # the model `make demo` trained, on built-in test images
     tools/demo.py --net SNAPSHOT a.jpg dir/ --conf-thresh 0.5 --out output/demo
+    tools/demo.py --net vgg16 data/demo     # the original's VGG16 (or zf) model, see fetch_faster_rcnn_models.sh
 
 Headless: no window is opened. Folders are read non-recursively (hidden files skipped); an image given twice,
 directly or through a folder, is processed once.
@@ -50,6 +51,8 @@ DEFAULT_EXP = osp.join('faster_rcnn_end2end', 'shapes_trainval')
 DEFAULT_PREFIX = 'tiny_faster_rcnn'
 DEFAULT_IMDB = 'shapes_test'
 DEFAULT_NUM_IMAGES = 8
+#: The original's --net choices: its released VOC 2007 models (data/scripts/fetch_faster_rcnn_models.sh).
+ORIGINAL_MODELS = {'vgg16': 'VGG16_faster_rcnn_final.caffemodel', 'zf': 'ZF_faster_rcnn_final.caffemodel'}
 #: Written inside every picture (a JPEG COM segment, a PNG tEXt chunk): how demo.py knows a file is its own.
 MARK = b'Drawn by py-faster-rcnn tools/demo.py'
 MARK_SCAN = 4096                                  # the mark lies within a picture's first bytes
@@ -79,8 +82,9 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog='\n\n'.join(__doc__.split('\n\n')[2:]))
     parser.add_argument('--net', dest='net', default=None, type=str,
-                        help='snapshot (.pth); default: the newest {}_iter_*.pth in output/{}'.format(
-                            DEFAULT_PREFIX, DEFAULT_EXP))
+                        help='snapshot (.pth), the original\'s .caffemodel, or vgg16 / zf for its released models '
+                             'in data/faster_rcnn_models; default: the newest {}_iter_*.pth in output/{}'.format(
+                                 DEFAULT_PREFIX, DEFAULT_EXP))
     parser.add_argument('--device', dest='device', default=None, type=str, help='cpu, cuda or cuda:N (default cpu)')
     parser.add_argument('--gpu', dest='gpu_id', default=None, type=int, help='GPU id (same as --device cuda:N)')
     parser.add_argument('--cpu', dest='cpu_mode', action='store_true', help='use the CPU (the default)')
@@ -380,6 +384,11 @@ def _load(args, root):
     from fast_rcnn.config import ConfigError
     from fast_rcnn.test import load_detector, resolve_device
     net_path = args.net or default_snapshot(root)
+    if args.net in ORIGINAL_MODELS and not osp.exists(args.net):
+        net_path = args.net = osp.join(root, 'data', 'faster_rcnn_models', ORIGINAL_MODELS[args.net])
+        if not osp.isfile(net_path):
+            raise DemoError('{}: no such file (data/scripts/fetch_faster_rcnn_models.sh downloads the original\'s '
+                            'models)'.format(shown(net_path)), status=2)
     if net_path is None:
         raise DemoError('no trained model found in output/{} -- run `make demo` (or tools/train_net.py) first, '
                         'or pass --net SNAPSHOT'.format(DEFAULT_EXP))
@@ -418,7 +427,12 @@ def run(args):
             raise DemoError('no images to process', status=2)
     net_path, net, cfg, classes = _load(args, root)
     print('Loaded network {:s} ({}, classes: {})'.format(shown(net_path), net.net_name, ', '.join(classes[1:])))
-    if not args.inputs:
+    if not args.inputs and net_path.lower().endswith('.caffemodel'):
+        images = collect_images([osp.join(root, 'data', 'demo')]) if osp.isdir(osp.join(root, 'data', 'demo')) else []
+        if not images:
+            raise DemoError("the original's models detect VOC classes: give images (or folders) to run them on, "
+                            "e.g. the original's data/demo/*.jpg", status=2)
+    elif not args.inputs:
         from datasets.factory import get_imdb
         imdb = get_imdb(DEFAULT_IMDB)
         images = [imdb.image_path_at(i) for i in range(min(DEFAULT_NUM_IMAGES, imdb.num_images))]

@@ -25,7 +25,8 @@ def parse_args(argv=None):
     parser.add_argument('--device', dest='device', help='cpu, cuda or cuda:N (default cpu)', default=None, type=str)
     parser.add_argument('--def', dest='prototxt', help='ignored (kept for the original\'s command lines): the '
                         'snapshot carries its network', default=None, type=str)
-    parser.add_argument('--net', dest='caffemodel', help='snapshot (.pth) to test', required=True, type=str)
+    parser.add_argument('--net', dest='caffemodel', required=True, type=str,
+                        help="snapshot (.pth) to test, or the original's trained .caffemodel")
     parser.add_argument('--cfg', dest='cfg_file', help='optional config file', default=None, type=str)
     parser.add_argument('--wait', dest='wait', help='ignored (kept for the original\'s command lines)',
                         default=True)
@@ -72,15 +73,22 @@ def main(argv=None):
     if not osp.isfile(args.caffemodel):
         sys.exit('test_net.py: snapshot not found: {}'.format(args.caffemodel))
     cfg_files = [args.cfg_file] if args.cfg_file else []
+    from datasets.imdb import DatasetNotFound
+    imdb_classes = None
+    if args.caffemodel.lower().endswith('.caffemodel'):  # the original's detector: its classes are the dataset's
+        try:
+            imdb_classes = get_imdb(args.imdb_name).classes
+        except DatasetNotFound as e:
+            print('test_net.py: --imdb {}: {}'.format(args.imdb_name, e), file=sys.stderr)
+            sys.exit(2)
     try:
-        net, cfg, classes = load_detector(args.caffemodel, cfg_files, args.set_cfgs or [], device)
+        net, cfg, classes = load_detector(args.caffemodel, cfg_files, args.set_cfgs or [], device, imdb_classes)
     except ConfigError as e:
         print('test_net.py: {}'.format(e), file=sys.stderr)
         sys.exit(2 if str(e).startswith('--set') else 1)
     except (ValueError, RuntimeError) as e:  # a damaged, diverged or foreign snapshot: the message names it
         print('test_net.py: {}'.format(e), file=sys.stderr)
         sys.exit(1)
-    from datasets.imdb import DatasetNotFound
     try:
         imdb = get_imdb(args.imdb_name)
     except DatasetNotFound as e:
@@ -97,13 +105,15 @@ def main(argv=None):
         sys.exit('test_net.py: {}: {}'.format(args.caffemodel, e))
     proposals = None
     if args.proposals is not None or (net.mode == 'fast_rcnn' and not cfg.TEST.HAS_RPN):
-        if args.proposals is None:
+        if args.proposals is None and cfg.TEST.PROPOSAL_METHOD == 'gt':
             sys.exit('test_net.py: {}: TEST.HAS_RPN is off (a Fast R-CNN network): pass --proposals FILE'.format(
                 args.caffemodel))
-        try:
-            proposals = imdb_proposals(imdb, args.proposals)
-        except (OSError, ValueError) as e:
-            sys.exit('test_net.py: --proposals {}: {}'.format(args.proposals, e))
+        try:  # without --proposals, TEST.PROPOSAL_METHOD's file of the dataset (selective search), as the original
+            proposals = imdb_proposals(imdb, args.proposals, cfg.TEST.PROPOSAL_METHOD)
+        except (OSError, ValueError, NotImplementedError) as e:
+            sys.exit('test_net.py: {}: {}'.format(
+                '--proposals ' + args.proposals if args.proposals else 'TEST.PROPOSAL_METHOD ' +
+                cfg.TEST.PROPOSAL_METHOD + ' (or pass --proposals FILE)', e))
     elif hasattr(imdb, 'set_proposal_method'):
         try:
             imdb.set_proposal_method('gt')

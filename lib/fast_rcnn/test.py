@@ -66,13 +66,17 @@ def resolve_device(device: Optional[str], gpu: Optional[int] = None) -> torch.de
 
 
 def load_detector(path: str, cfg_files: Sequence[str] = (), set_cfgs: Sequence[str] = (),
-                  device: Any = 'cpu') -> Tuple[Any, Any, List[str]]:
+                  device: Any = 'cpu', classes: Optional[Sequence[str]] = None) -> Tuple[Any, Any, List[str]]:
     """Load a snapshot for inference. Returns (model (eval mode, on ``device``), cfg, class names).
 
-    The model's name (``model.name``) is the snapshot's file name without ``.pth``, as the original used the
+    ``path`` is a snapshot of this project (.pth), or one of the original's trained detectors (.caffemodel, e.g.
+    VGG16_faster_rcnn_final.caffemodel), whose class names are ``classes`` (default: PASCAL VOC's).
+    The model's name (``model.name``) is the file name without its extension, as the original used the
     caffemodel's basename for the output folder."""
     from fast_rcnn.train import load_snapshot, nonfinite_tensors
     from nets.faster_rcnn import FasterRCNN
+    if path.lower().endswith('.caffemodel'):
+        return _load_caffe_detector(path, cfg_files, set_cfgs, torch.device(device), classes)
     snap = load_snapshot(path)
     bad = nonfinite_tensors(snap['model'])
     if bad:
@@ -92,6 +96,34 @@ def load_detector(path: str, cfg_files: Sequence[str] = (), set_cfgs: Sequence[s
     model.mode = str(snap.get('mode', 'end2end'))  # 'fast_rcnn': trained on given proposals, its RPN untrained
     model.name = osp.splitext(osp.basename(path))[0]
     return model, c, list(snap['classes'])
+
+
+def _load_caffe_detector(path: str, cfg_files: Sequence[str], set_cfgs: Sequence[str], device: torch.device,
+                         classes: Optional[Sequence[str]]) -> Tuple[Any, Any, List[str]]:
+    """The original's trained Faster R-CNN (.caffemodel) as a detector: network and class count from its layers,
+    the original's test settings (config.py's defaults, then the cfg files and --set pairs)."""
+    from datasets.pascal_voc import VOC_CLASSES
+    from nets.faster_rcnn import FasterRCNN
+    from nets.weights import caffe_detector_spec, load_caffe_detector, read_caffemodel
+    layers = read_caffemodel(path)
+    net_name, num_classes, anchors = caffe_detector_spec(layers, path)
+    classes = list(VOC_CLASSES if classes is None else classes)
+    if len(classes) != num_classes:
+        raise ValueError('{}: cls_score has {} classes, the dataset {} (pass the --imdb it was trained on)'.format(
+            path, num_classes, len(classes)))
+    c = build_cfg(None, cfg_files, set_cfgs)
+    if anchors != len(c.ANCHOR_SCALES) * len(c.ANCHOR_RATIOS) and anchors == 12:
+        c.ANCHOR_SCALES = (4, 8, 16, 32)  # the original's COCO models: four scales, 12 anchors
+    if anchors != len(c.ANCHOR_SCALES) * len(c.ANCHOR_RATIOS):
+        raise ValueError('{}: rpn_cls_score has {} anchors, ANCHOR_SCALES x ANCHOR_RATIOS give {}'.format(
+            path, anchors, len(c.ANCHOR_SCALES) * len(c.ANCHOR_RATIOS)))
+    c.DEVICE = str(device)
+    model = FasterRCNN(net_name, num_classes, c)
+    load_caffe_detector(model, layers, path)
+    model.to(device).eval()
+    model.mode = 'end2end'
+    model.name = osp.splitext(osp.basename(path))[0]
+    return model, c, classes
 
 
 def im_detect(net, im: np.ndarray, boxes: Optional[np.ndarray] = None, cfg=None) -> Tuple[np.ndarray, np.ndarray]:
@@ -382,11 +414,12 @@ def test_net(net, imdb, max_per_image: int = 100, thresh: float = 0.05, vis: boo
     return evaluate_and_report(imdb, all_boxes, output_dir, snapshot, imdb_spec)
 
 
-def imdb_proposals(imdb, path: str) -> List[np.ndarray]:
+def imdb_proposals(imdb, path: Optional[str], method: str = 'rpn') -> List[np.ndarray]:
     """The object proposals of every image of ``imdb`` for Fast R-CNN testing, from ``path`` (rpn_generate.py's
-    .npz, the original's .pkl, or a selective-search .mat): the roidb's non-gt boxes, as the original's test_net."""
+    .npz, the original's .pkl, or a selective-search .mat) or, without one, the dataset's own file for ``method``
+    (cfg.TEST.PROPOSAL_METHOD): the roidb's non-gt boxes, as the original's test_net."""
     from fast_rcnn.training_data import proposal_method, use_proposals
-    use_proposals(imdb, proposal_method(path, 'rpn'), path)
+    use_proposals(imdb, proposal_method(path, method), path)
     return [entry['boxes'][entry['gt_classes'] == 0] for entry in imdb.roidb]
 
 

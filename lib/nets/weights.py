@@ -217,3 +217,64 @@ def load_pretrained(model, path: str) -> Dict[str, object]:
     model.load_state_dict(new, strict=False)
     model.set_input_mode(mode)
     return {'input_mode': mode, 'loaded': sorted(loaded), 'source': source}
+
+
+# ----------------------------------------------------------------------------- the original's trained detectors
+# Caffe layer name -> our parameter prefix, for the layers of a Faster R-CNN detector beyond backbone and fc6/fc7.
+_DETECTOR_LAYERS = {'rpn_conv/3x3': 'rpn_conv', 'rpn_cls_score': 'rpn_cls_score', 'rpn_bbox_pred': 'rpn_bbox_pred',
+                    'cls_score': 'cls_score', 'bbox_pred': 'bbox_pred'}
+
+
+def caffe_detector_spec(layers: Dict[str, List[np.ndarray]], path: str) -> Tuple[str, int, int]:
+    """(network name, number of classes, anchors per position) of a trained Faster R-CNN caffemodel, such as the
+    original's VGG16_faster_rcnn_final.caffemodel, from its layers' names and shapes."""
+    missing = [name for name in _DETECTOR_LAYERS if name not in layers]
+    if missing:
+        raise WeightsError('{}: not a Faster R-CNN detector: it has no {} layer(s) (an ImageNet model is --weights '
+                           'for training, not a network to test)'.format(path, ', '.join(missing)))
+    if 'conv1_1' in layers:
+        net = 'VGG16'
+    elif 'conv1' in layers and 'fc7' in layers:
+        net = 'VGG_CNN_M_1024' if layers['fc7'][0].size // 4096 == 1024 else 'ZF'
+    else:
+        raise WeightsError('{}: cannot tell its network (ZF, VGG_CNN_M_1024 or VGG16) from its layers: {}'.format(
+            path, ', '.join(sorted(layers))))
+    num_classes = int(np.asarray(layers['cls_score'][-1]).size)
+    anchors = int(np.asarray(layers['rpn_cls_score'][-1]).size) // 2
+    return net, num_classes, anchors
+
+
+def load_caffe_detector(model, layers: Dict[str, List[np.ndarray]], path: str) -> None:
+    """Every layer of a trained Faster R-CNN caffemodel into ``model`` (built for caffe_detector_spec's network):
+    backbone, rpn_conv/3x3, rpn_cls_score, rpn_bbox_pred, fc6, fc7, cls_score, bbox_pred. A caffemodel layer with
+    no place in the model, or a model layer the file lacks, is an error naming them: never a silently random
+    layer. Sets the Caffe input convention (BGR minus PIXEL_MEANS). The original's snapshots hold bbox_pred with
+    the target normalisation folded in, as ours do, so the deltas need no un-normalising."""
+    targets = dict(_target_params(model))
+    targets.update(_DETECTOR_LAYERS)
+    unmapped = sorted(name for name in layers if name not in targets)
+    if unmapped:
+        raise WeightsError('{}: layers with no place in the {} detector: {}'.format(
+            path, model.net_name, ', '.join(unmapped)))
+    state = model.state_dict()
+    new = {}
+    for layer, prefix in targets.items():
+        blobs = layers.get(layer)
+        if blobs is None:
+            continue
+        for suffix, blob in zip(('weight', 'bias'), blobs):
+            key = '{}.{}'.format(prefix, suffix)
+            want = tuple(state[key].shape)
+            arr = np.asarray(blob, np.float32)
+            if arr.shape != want and arr.size == int(np.prod(want)):
+                arr = arr.reshape(want)  # Caffe InnerProduct blobs may come as (1, 1, out, in), biases as (1, 1, 1, n)
+            if arr.shape != want:
+                raise WeightsError('{}: layer {} has {} of shape {}, the {} detector expects {}'.format(
+                    path, layer, suffix, tuple(arr.shape), model.net_name, want))
+            new[key] = torch.from_numpy(arr.copy())
+    absent = sorted(k for k in state if k not in new and k != 'input_mode')
+    if absent:
+        raise WeightsError('{}: the {} detector has weights the file does not: {}'.format(
+            path, model.net_name, ', '.join(absent)))
+    model.load_state_dict(new, strict=False)
+    model.set_input_mode('caffe')

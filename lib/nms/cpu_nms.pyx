@@ -13,18 +13,19 @@ cnp.import_array()
 
 cdef extern from "cpu_nms_impl.h" namespace "frcnn_nms":
     int64_t nms_f32_cmp_f32(const float* dets, int64_t stride, int64_t n, const int64_t* order,
-                            double thresh, int64_t* keep) nogil
+                            double thresh, int64_t max_keep, int64_t* keep) nogil
     int64_t nms_f32_cmp_f64(const float* dets, int64_t stride, int64_t n, const int64_t* order,
-                            double thresh, int64_t* keep) nogil
+                            double thresh, int64_t max_keep, int64_t* keep) nogil
     int64_t nms_f64(const double* dets, int64_t stride, int64_t n, const int64_t* order,
-                    double thresh, int64_t* keep) nogil
+                    double thresh, int64_t max_keep, int64_t* keep) nogil
 
 
-def cpu_nms(dets, thresh):
+def cpu_nms(dets, thresh, max_keep=0):
     """Greedy non-maximum suppression.
 
     dets: (N, 5) [x1, y1, x2, y2, score] (extra columns are ignored), float32 (computed in float32) or any other
-    real dtype (computed in float64); thresh: IoU above which a lower-scored box is dropped.
+    real dtype (computed in float64); thresh: IoU above which a lower-scored box is dropped; max_keep > 0 stops
+    after that many kept boxes (the same first max_keep as a full run: later boxes never change earlier ones).
     Returns (K,) int64 row indices of the kept boxes, in descending score order, identical to
     nms.py_cpu_nms.py_cpu_nms on the same input (score ties are ordered by numpy's argsort, as there).
     """
@@ -52,16 +53,17 @@ def cpu_nms(dets, thresh):
     cdef double[:, ::1] d64
     cdef int64_t stride = arr.shape[1]
     cdef int64_t nk
+    cdef int64_t mk = int(max_keep)
     if arr.dtype == np.float32:
         d32 = arr
         if cmp_f64:
             with nogil:
-                nk = nms_f32_cmp_f64(&d32[0, 0], stride, n, &order[0], t, &keep[0])
+                nk = nms_f32_cmp_f64(&d32[0, 0], stride, n, &order[0], t, mk, &keep[0])
         else:
             with nogil:
-                nk = nms_f32_cmp_f32(&d32[0, 0], stride, n, &order[0], t, &keep[0])
+                nk = nms_f32_cmp_f32(&d32[0, 0], stride, n, &order[0], t, mk, &keep[0])
     else:
         d64 = arr
         with nogil:
-            nk = nms_f64(&d64[0, 0], stride, n, &order[0], t, &keep[0])
+            nk = nms_f64(&d64[0, 0], stride, n, &order[0], t, mk, &keep[0])
     return keep_arr[:nk].copy()

@@ -73,12 +73,13 @@ static inline T iou_fast(T ax1, T ay1, T ax2, T ay2, T aarea, T bx1, T by1, T bx
   return T(inter / T(T(aarea + barea) - inter));
 }
 
-// Plain greedy loop: exact for any input. keep receives positions in the sorted order.
+// Plain greedy loop: exact for any input. keep receives positions in the sorted order; it stops after max_keep
+// kept boxes (a later box never changes an earlier decision, so the first max_keep are those of the full run).
 template <typename T, typename C>
-static int64_t nms_bruteforce(const Boxes<T>& b, int64_t n, C thresh, int64_t* keep) {
+static int64_t nms_bruteforce(const Boxes<T>& b, int64_t n, C thresh, int64_t max_keep, int64_t* keep) {
   std::vector<unsigned char> suppressed(static_cast<size_t>(n), 0);
   int64_t nk = 0;
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < n && nk < max_keep; ++i) {
     if (suppressed[i]) continue;
     keep[nk++] = i;
     for (int64_t j = i + 1; j < n; ++j) {
@@ -92,7 +93,7 @@ static int64_t nms_bruteforce(const Boxes<T>& b, int64_t n, C thresh, int64_t* k
 
 // Grid-pruned greedy NMS for well-behaved input (see the file comment).
 template <typename T, typename C>
-static int64_t nms_grid(const Boxes<T>& b, int64_t n, C thresh, double max_abs, int64_t* keep) {
+static int64_t nms_grid(const Boxes<T>& b, int64_t n, C thresh, double max_abs, int64_t max_keep, int64_t* keep) {
   // Rounding: a computed width fl(fl(p - q) + 1) of coordinates |p|, |q| <= M is within E of the exact value.
   const double u = std::numeric_limits<T>::epsilon() / 2;
   const double E = 5.0 * u * (max_abs + 1.0);
@@ -143,7 +144,7 @@ static int64_t nms_grid(const Boxes<T>& b, int64_t n, C thresh, double max_abs, 
   };
 
   int64_t nk = 0;
-  for (int64_t j = 0; j < n; ++j) {
+  for (int64_t j = 0; j < n && nk < max_keep; ++j) {
     const T x1 = b.x1[j], y1 = b.y1[j], x2 = b.x2[j], y2 = b.y2[j], ar = b.area[j];
     const double wj = double(T(T(x2 - x1) + T(1)));
     const double hj = double(T(T(y2 - y1) + T(1)));
@@ -179,11 +180,13 @@ static int64_t nms_grid(const Boxes<T>& b, int64_t n, C thresh, double max_abs, 
 }
 
 // dets: n rows of `stride` values [x1, y1, x2, y2, score, ...]; order: the n row indices in descending score
-// (as numpy's argsort()[::-1] gives them); keep: room for n row indices. Returns the number kept; keep[0..k)
-// holds row indices of dets in output order.
+// (as numpy's argsort()[::-1] gives them); keep: room for n row indices; max_keep: stop after that many kept
+// (<= 0: no limit). Returns the number kept; keep[0..k) holds row indices of dets in output order.
 template <typename T, typename C>
-int64_t nms(const T* dets, int64_t stride, int64_t n, const int64_t* order, C thresh, int64_t* keep) {
+int64_t nms(const T* dets, int64_t stride, int64_t n, const int64_t* order, C thresh, int64_t max_keep,
+            int64_t* keep) {
   if (n <= 0) return 0;
+  if (max_keep <= 0 || max_keep > n) max_keep = n;
   Boxes<T> b;
   b.x1.resize(n);
   b.y1.resize(n);
@@ -209,24 +212,24 @@ int64_t nms(const T* dets, int64_t stride, int64_t n, const int64_t* order, C th
     if (m > max_abs) max_abs = m;
   }
   std::vector<int64_t> pos(static_cast<size_t>(n));
-  const int64_t nk = nice ? nms_grid<T, C>(b, n, thresh, max_abs, pos.data())
-                          : nms_bruteforce<T, C>(b, n, thresh, pos.data());
+  const int64_t nk = nice ? nms_grid<T, C>(b, n, thresh, max_abs, max_keep, pos.data())
+                          : nms_bruteforce<T, C>(b, n, thresh, max_keep, pos.data());
   for (int64_t k = 0; k < nk; ++k) keep[k] = order[pos[k]];
   return nk;
 }
 
 // Entry points for Cython (no templates there).
 inline int64_t nms_f32_cmp_f32(const float* dets, int64_t stride, int64_t n, const int64_t* order, double thresh,
-                               int64_t* keep) {
-  return nms<float, float>(dets, stride, n, order, static_cast<float>(thresh), keep);
+                               int64_t max_keep, int64_t* keep) {
+  return nms<float, float>(dets, stride, n, order, static_cast<float>(thresh), max_keep, keep);
 }
 inline int64_t nms_f32_cmp_f64(const float* dets, int64_t stride, int64_t n, const int64_t* order, double thresh,
-                               int64_t* keep) {
-  return nms<float, double>(dets, stride, n, order, thresh, keep);
+                               int64_t max_keep, int64_t* keep) {
+  return nms<float, double>(dets, stride, n, order, thresh, max_keep, keep);
 }
 inline int64_t nms_f64(const double* dets, int64_t stride, int64_t n, const int64_t* order, double thresh,
-                       int64_t* keep) {
-  return nms<double, double>(dets, stride, n, order, thresh, keep);
+                               int64_t max_keep, int64_t* keep) {
+  return nms<double, double>(dets, stride, n, order, thresh, max_keep, keep);
 }
 
 }  // namespace frcnn_nms

@@ -181,7 +181,8 @@ def _proposals_numpy(prob: np.ndarray, pred: np.ndarray, info: np.ndarray, ancho
     scores = scores[order]
 
     if proposals.shape[0] > 0:
-        keep = np.asarray(nms(np.hstack((proposals, scores)), nms_thresh), dtype=np.int64).reshape(-1)
+        keep = np.asarray(nms(np.hstack((proposals, scores)), nms_thresh, max_keep=max(post_nms_top_n, 0)),
+                          dtype=np.int64).reshape(-1)
     else:
         keep = np.zeros((0,), dtype=np.int64)
     if post_nms_top_n > 0:
@@ -228,7 +229,8 @@ def _proposals_torch(prob: Array, pred: Array, info: np.ndarray, anchors_np: np.
         scores = scores[order]
 
         if proposals.shape[0] > 0:
-            kept = nms(torch.cat((proposals, scores[:, None]), dim=1).contiguous(), nms_thresh)
+            kept = nms(torch.cat((proposals, scores[:, None]), dim=1).contiguous(), nms_thresh,
+                       max_keep=max(post_nms_top_n, 0))
             keep = torch.as_tensor(kept, dtype=torch.long).reshape(-1).to(device)
         else:
             keep = torch.zeros((0,), dtype=torch.long, device=device)

@@ -62,6 +62,18 @@ def test_missing_cpu_extension_falls_back_loudly(monkeypatch):
     np.testing.assert_array_equal(keep, py_cpu_nms(d, 0.5))
 
 
+def test_max_keep_is_the_head_of_the_full_result(monkeypatch):
+    d = _dets(n=2000, seed=4)
+    full = py_cpu_nms(d, 0.7)
+    assert len(full) > 50
+    np.testing.assert_array_equal(nms(d, 0.7, cfg=CPU_CFG, max_keep=50), full[:50])
+    np.testing.assert_array_equal(nms(torch.from_numpy(d), 0.7, max_keep=50).numpy(), full[:50])
+    monkeypatch.setattr(nms_wrapper, '_cpu_nms', None)  # the numpy fallback slices its full answer
+    monkeypatch.setattr(nms_wrapper, '_warned', set())
+    with pytest.warns(RuntimeWarning):
+        np.testing.assert_array_equal(nms(d, 0.7, force_cpu=True, max_keep=50), full[:50])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
 def test_cuda_tensor_stays_on_device():
     d = _dets(seed=4)

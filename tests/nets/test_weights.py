@@ -1,11 +1,10 @@
 """ImageNet initialisation: torchvision VGG16 names and Caffe .caffemodel / Caffe-named files map onto our layers
 and choose the input convention. The test writes its own weights files."""
-import struct
-
 import numpy as np
 import pytest
 import torch
 
+from caffe_proto import field as _field, layer as _layer
 from nets.faster_rcnn import FasterRCNN
 from nets.weights import WeightsError, load_pretrained, read_caffemodel
 
@@ -13,39 +12,6 @@ from nets.weights import WeightsError, load_pretrained, read_caffemodel
 def _cfg():
     from fast_rcnn.config import cfg, cfg_copy
     return cfg_copy(cfg)
-
-
-# -- a minimal protobuf encoder, written from the wire-format spec (independent of the parser under test)
-def _varint(n):
-    out = b''
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out += bytes([b | 0x80])
-        else:
-            return out + bytes([b])
-
-
-def _field(num, wt, payload):
-    key = _varint((num << 3) | wt)
-    if wt == 2:
-        return key + _varint(len(payload)) + payload
-    return key + payload
-
-
-def _blob(arr):
-    shape = b''.join(_varint(d) for d in arr.shape)
-    msg = _field(7, 2, _field(1, 2, shape))                    # BlobShape { repeated int64 dim = 1 [packed] }
-    msg += _field(5, 2, struct.pack('<%df' % arr.size, *arr.ravel().tolist()))   # data, packed floats
-    return msg
-
-
-def _layer(name, blobs):
-    msg = _field(1, 2, name.encode()) + _field(2, 2, b'Convolution')
-    for b in blobs:
-        msg += _field(7, 2, _blob(b))
-    return _field(100, 2, msg)                                  # NetParameter.layer = 100
 
 
 def test_read_caffemodel_and_load_zf(tmp_path):

@@ -144,3 +144,18 @@ def test_cpu_nms_integer_dtype_and_extra_columns():
     np.testing.assert_array_equal(cpu_nms(d.astype(np.int64), 0.5), py_cpu_nms(d.astype(np.int64), 0.5))
     np.testing.assert_array_equal(cpu_nms(d, 0.5), py_cpu_nms(d[:, :5], 0.5))
     np.testing.assert_array_equal(cpu_nms(np.asfortranarray(d), 0.5), py_cpu_nms(d, 0.5))
+
+
+@pytest.mark.parametrize('nice', [True, False])
+def test_cpu_nms_max_keep_is_the_head_of_the_full_result(nice):
+    """max_keep stops the greedy loop early: the kept rows are the first max_keep of py_cpu_nms's full answer, on the
+    grid path (ordinary boxes) and the plain loop (a zero-width box sends the input there)."""
+    rng = np.random.RandomState(11)
+    dets = _clustered(rng, 3000, spread=30.0)
+    if not nice:
+        dets[0, 2] = dets[0, 0] - 1.0  # width 0: the exact slow path
+    full = py_cpu_nms(dets, 0.7)
+    assert len(full) > 300
+    for k in (1, 7, 300, len(full), len(full) + 5):
+        np.testing.assert_array_equal(cpu_nms(dets, 0.7, k), full[:k])
+    np.testing.assert_array_equal(cpu_nms(dets, 0.7, 0), full)

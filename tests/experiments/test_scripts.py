@@ -1,0 +1,84 @@
+"""experiments/scripts/faster_rcnn_alt_opt.sh and fast_rcnn.sh: the command lines they hand to the tools, run with
+PYTHON set to a stand-in that records its arguments and prints the lines the real tools end with."""
+import os
+import os.path as osp
+import re
+import stat
+import subprocess
+
+import pytest
+
+from tiny_training import ROOT
+
+FAKE = r'''#!/bin/bash
+echo "$@" >> "{record}"
+case "$1" in
+  ./tools/train_faster_rcnn_alt_opt.py) echo "Final model: /out/TINY_faster_rcnn_final.pth" ;;
+  ./tools/rpn_generate.py) for a in "$@"; do last_imdb=$a; done; echo "Wrote RPN proposals to: /out/$last_imdb.npz" ;;
+  ./tools/train_net.py) echo "Wrote snapshot to: /out/tiny_fast_rcnn_iter_2000.pth" ;;
+esac
+'''
+
+
+def _run(tmp_path, script, args, env=None):
+    record = tmp_path / 'calls.txt'
+    if record.exists():
+        record.unlink()
+    fake = tmp_path / 'python'
+    fake.write_text(FAKE.format(record=record))
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    e = dict(os.environ, PYTHON=str(fake), NPROC='1', **(env or {}))
+    proc = subprocess.run(['bash', osp.join(ROOT, 'experiments', 'scripts', script)] + args, env=e,
+                          capture_output=True, text=True, timeout=60)
+    log = re.search(r'Logging output to (\S+)', proc.stdout)
+    if log:
+        os.remove(osp.join(ROOT, log.group(1)))
+    calls = record.read_text().splitlines() if record.exists() else []
+    return proc, [c.split() for c in calls]
+
+
+def test_alt_opt_script_sets_the_datasets_solvers_and_tests_the_final_model(tmp_path):
+    proc, calls = _run(tmp_path, 'faster_rcnn_alt_opt.sh', ['cpu', 'TINY', 'shapes', '--set', 'EXP_DIR', 'foo'])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    train, test = calls
+    assert train[0] == './tools/train_faster_rcnn_alt_opt.py' and '--weights' not in train
+    assert train[train.index('--set'):] == ['--set', 'MODELS_DIR', 'models/shapes', 'EXP_DIR', 'foo']
+    assert train[train.index('--imdb') + 1] == 'shapes_trainval'
+    assert test[0] == './tools/test_net.py'
+    assert test[test.index('--net') + 1] == '/out/TINY_faster_rcnn_final.pth'
+    assert test[test.index('--imdb') + 1] == 'shapes_test'
+    assert test[test.index('--set'):] == ['--set', 'EXP_DIR', 'foo']
+
+
+def test_alt_opt_script_voc_weights_and_refusals(tmp_path):
+    proc, calls = _run(tmp_path, 'faster_rcnn_alt_opt.sh', ['0', 'VGG16', 'pascal_voc'], {'WEIGHTS': '/w.pth'})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    train = calls[0]
+    assert train[train.index('--weights') + 1] == '/w.pth' and train[train.index('--device') + 1] == 'cuda:0'
+    assert train[-3:] == ['--set', 'MODELS_DIR', 'models/pascal_voc']
+    proc, calls = _run(tmp_path, 'faster_rcnn_alt_opt.sh', ['cpu', 'VGG16', 'coco'])
+    assert proc.returncode == 1 and 'Not implemented' in proc.stdout and not calls
+    proc, calls = _run(tmp_path, 'faster_rcnn_alt_opt.sh', ['cpu', 'TINY', 'pascal_voc'])
+    assert proc.returncode == 1 and 'No alt-opt solvers for TINY' in proc.stdout and not calls
+
+
+def test_fast_rcnn_script_with_an_rpn_generates_proposals_for_both_splits(tmp_path):
+    proc, calls = _run(tmp_path, 'fast_rcnn.sh', ['cpu', 'TINY', 'shapes'], {'RPN_NET': '/rpn.pth'})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    gen_train, gen_test, train, test = calls
+    assert gen_train[0] == gen_test[0] == './tools/rpn_generate.py'
+    assert gen_train[gen_train.index('--net') + 1] == '/rpn.pth'
+    assert gen_train[-1] == 'shapes_trainval' and gen_test[-1] == 'shapes_test'
+    assert train[train.index('--solver') + 1] == 'models/shapes/TINY/fast_rcnn/solver.yml'
+    assert train[train.index('--proposals') + 1] == '/out/shapes_trainval.npz' and '--cfg' not in train
+    assert test[test.index('--net') + 1] == '/out/tiny_fast_rcnn_iter_2000.pth'
+    assert test[test.index('--proposals') + 1] == '/out/shapes_test.npz'
+
+
+@pytest.mark.parametrize('dataset, net', [('pascal_voc', 'ZF'), ('coco', 'VGG16')])
+def test_fast_rcnn_script_on_selective_search(tmp_path, dataset, net):
+    proc, calls = _run(tmp_path, 'fast_rcnn.sh', ['1', net, dataset])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    train, test = calls
+    assert train[train.index('--weights') + 1] == 'data/imagenet_models/{}.v2.caffemodel'.format(net)
+    assert '--proposals' not in train and '--proposals' not in test

@@ -19,3 +19,8 @@ def oracle_dir():
     if not osp.isdir(ORACLE_DIR):
         pytest.skip('../shared/oracle is not beside this checkout')
     return ORACLE_DIR
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: a test that runs a tool end to end (seconds to minutes); '
+                                       '`pytest -m "not slow"` skips them, `make test` runs everything')

@@ -14,7 +14,8 @@
 # RPN_NET=output/faster_rcnn_end2end/shapes_trainval/tiny_faster_rcnn_iter_4000.pth \
 #   ./experiments/scripts/fast_rcnn.sh cpu TINY shapes
 #
-# WEIGHTS=path overrides the ImageNet weights (default data/imagenet_models/NET.v2.caffemodel).
+# WEIGHTS=path overrides the ImageNet weights (default data/imagenet_models/NET.v2.caffemodel, or for VGG16
+# torchvision's vgg16-397923af.pth, which data/scripts/fetch_imagenet_models.sh downloads by default).
 # Rerunning the same command after an interruption resumes training from the newest snapshot.
 
 set -x
@@ -83,7 +84,13 @@ if [ ! -f "${SOLVER}" ]; then
 fi
 WEIGHTS_ARGS=""
 if [ "${NET}" != "TINY" ]; then
-  WEIGHTS=${WEIGHTS:-data/imagenet_models/${NET}.v2.caffemodel}
+  if [ -z "${WEIGHTS}" ]; then
+    WEIGHTS=data/imagenet_models/${NET}.v2.caffemodel
+    # what data/scripts/fetch_imagenet_models.sh downloads by default: torchvision's VGG16
+    if [ ! -f "${WEIGHTS}" ] && [ "${NET}" = "VGG16" ] && [ -f data/imagenet_models/vgg16-397923af.pth ]; then
+      WEIGHTS=data/imagenet_models/vgg16-397923af.pth
+    fi
+  fi
   WEIGHTS_ARGS="--weights ${WEIGHTS}"
 fi
 TEST_PROC_ARGS=""

@@ -11,7 +11,8 @@
 #
 # The four stages' solvers are models/DATASET/NET/faster_rcnn_alt_opt/stage{1,2}_{rpn,fast_rcnn}_solver.yml.
 # Rerunning the same command after an interruption skips the finished stages and resumes the one in progress.
-# WEIGHTS=path overrides the ImageNet weights (default data/imagenet_models/NET.v2.caffemodel).
+# WEIGHTS=path overrides the ImageNet weights (default data/imagenet_models/NET.v2.caffemodel, or for VGG16
+# torchvision's vgg16-397923af.pth, which data/scripts/fetch_imagenet_models.sh downloads by default).
 
 set -x
 set -e
@@ -77,7 +78,13 @@ if [ ! -d "models/${PT_DIR}/${NET}/faster_rcnn_alt_opt" ]; then
 fi
 WEIGHTS_ARGS=""
 if [ "${NET}" != "TINY" ]; then
-  WEIGHTS=${WEIGHTS:-data/imagenet_models/${NET}.v2.caffemodel}
+  if [ -z "${WEIGHTS}" ]; then
+    WEIGHTS=data/imagenet_models/${NET}.v2.caffemodel
+    # what data/scripts/fetch_imagenet_models.sh downloads by default: torchvision's VGG16
+    if [ ! -f "${WEIGHTS}" ] && [ "${NET}" = "VGG16" ] && [ -f data/imagenet_models/vgg16-397923af.pth ]; then
+      WEIGHTS=data/imagenet_models/vgg16-397923af.pth
+    fi
+  fi
   WEIGHTS_ARGS="--weights ${WEIGHTS}"
 fi
 

@@ -11,6 +11,8 @@
 # ./experiments/scripts/faster_rcnn_end2end.sh cpu TINY shapes
 #
 # Rerunning the same command after an interruption resumes training from the newest snapshot.
+# WEIGHTS=path overrides the ImageNet weights (default data/imagenet_models/NET.v2.caffemodel, or for VGG16
+# torchvision's vgg16-397923af.pth, which data/scripts/fetch_imagenet_models.sh downloads by default).
 
 set -x
 set -e
@@ -85,7 +87,13 @@ if [ ! -f "${SOLVER}" ]; then
   exit 1
 fi
 if [ "${NET}" != "TINY" ]; then
-  WEIGHTS=${WEIGHTS:-data/imagenet_models/${NET}.v2.caffemodel}
+  if [ -z "${WEIGHTS}" ]; then
+    WEIGHTS=data/imagenet_models/${NET}.v2.caffemodel
+    # what data/scripts/fetch_imagenet_models.sh downloads by default: torchvision's VGG16
+    if [ ! -f "${WEIGHTS}" ] && [ "${NET}" = "VGG16" ] && [ -f data/imagenet_models/vgg16-397923af.pth ]; then
+      WEIGHTS=data/imagenet_models/vgg16-397923af.pth
+    fi
+  fi
   WEIGHTS_ARGS="--weights ${WEIGHTS}"
 fi
 

@@ -82,3 +82,20 @@ def test_fast_rcnn_script_on_selective_search(tmp_path, dataset, net):
     train, test = calls
     assert train[train.index('--weights') + 1] == 'data/imagenet_models/{}.v2.caffemodel'.format(net)
     assert '--proposals' not in train and '--proposals' not in test
+
+
+def test_scripts_find_the_weights_fetch_imagenet_models_downloads_by_default(tmp_path):
+    """fetch_imagenet_models.sh fetches torchvision's vgg16-397923af.pth unless asked for the Caffe models."""
+    folder = osp.join(ROOT, 'data', 'imagenet_models')
+    tv, caffe = osp.join(folder, 'vgg16-397923af.pth'), osp.join(folder, 'VGG16.v2.caffemodel')
+    if osp.exists(tv) or osp.exists(caffe):
+        pytest.skip('this checkout has ImageNet weights; the test would have to move them')
+    os.makedirs(folder, exist_ok=True)
+    open(tv, 'w').close()
+    try:
+        for script in ('faster_rcnn_end2end.sh', 'faster_rcnn_alt_opt.sh', 'fast_rcnn.sh'):
+            proc, calls = _run(tmp_path, script, ['0', 'VGG16', 'pascal_voc'])
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            assert calls[0][calls[0].index('--weights') + 1] == 'data/imagenet_models/vgg16-397923af.pth', script
+    finally:
+        os.remove(tv)

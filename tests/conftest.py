@@ -1,4 +1,5 @@
 """Put lib/ on sys.path exactly as tools/_init_paths.py does, and expose the oracle fixtures."""
+import copy
 import os.path as osp
 import sys
 
@@ -19,6 +20,19 @@ def oracle_dir():
     if not osp.isdir(ORACLE_DIR):
         pytest.skip('../shared/oracle is not beside this checkout')
     return ORACLE_DIR
+
+
+@pytest.fixture
+def cfg_copy(monkeypatch):
+    """A private cfg for the test (restored after), installed as the tools' global cfg (fast_rcnn.config.cfg) and
+    as the defaults that lib falls back to when it is given no cfg (fast_rcnn.config._DEFAULTS), so that tests
+    can point DATA_DIR somewhere else. That the tools hand their cfg down is checked by the command-line tests,
+    which pass --set DATA_DIR."""
+    import fast_rcnn.config as config
+    c = copy.deepcopy(config.cfg)
+    monkeypatch.setattr(config, 'cfg', c)
+    monkeypatch.setattr(config, '_DEFAULTS', c)
+    return c
 
 
 def pytest_configure(config):

@@ -367,7 +367,7 @@ def detect_and_draw(net, cfg, classes, im, conf_thresh, nms_thresh):
     t0 = time.time()
     scores, boxes = im_detect(net, im, None, cfg)
     dt = time.time() - t0
-    dets = detections_for_image(scores, boxes, len(classes), conf_thresh, nms_thresh, 0)
+    dets = detections_for_image(scores, boxes, len(classes), conf_thresh, nms_thresh, 0, cfg)
     vis = im.copy()
     found = []
     palette = [(0, 0, 255), (0, 160, 0), (255, 0, 0), (0, 140, 255), (200, 0, 200), (160, 160, 0)]
@@ -434,7 +434,7 @@ def run(args):
                             "e.g. the original's data/demo/*.jpg", status=2)
     elif not args.inputs:
         from datasets.factory import get_imdb
-        imdb = get_imdb(DEFAULT_IMDB)
+        imdb = get_imdb(DEFAULT_IMDB, cfg)
         images = [imdb.image_path_at(i) for i in range(min(DEFAULT_NUM_IMAGES, imdb.num_images))]
         if not images:
             raise DemoError('no images to process')

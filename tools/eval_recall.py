@@ -66,16 +66,21 @@ def run(args):
     import torch
     from datasets.factory import get_imdb
     from datasets.imdb import DatasetNotFound
+    from fast_rcnn.config import ConfigError
+    from fast_rcnn.test import build_cfg
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        imdb = get_imdb(args.imdb_name)
+        cfg = build_cfg(None, [args.cfg_file] if args.cfg_file else [], args.set_cfgs or [])
+    except ConfigError as e:
+        raise ToolError(str(e), 2) from None
+    try:
+        imdb = get_imdb(args.imdb_name, cfg)
     except DatasetNotFound as e:
         raise ToolError('--imdb {}: {}'.format(args.imdb_name, e), 2) from None
     candidates = None
     if args.net:
         import os.path as osp
-        from fast_rcnn.config import ConfigError
         from fast_rcnn.test import check_classes, load_detector, resolve_device
         if not osp.isfile(args.net):
             raise ToolError('--net {}: no such file'.format(args.net), 2)

@@ -76,15 +76,16 @@ def dataset_of(output_dir, metrics=None):
 def open_imdb(args, output_dir, metrics):
     from datasets.factory import get_imdb
     from datasets.imdb import DatasetNotFound
+    from fast_rcnn.config import cfg  # this tool's cfg: the defaults (no --cfg / --set here)
     if args.imdb_name:
         try:
-            return get_imdb(args.imdb_name), args.imdb_name
+            return get_imdb(args.imdb_name, cfg), args.imdb_name
         except DatasetNotFound as e:
             raise ToolError('--imdb {}: {}'.format(args.imdb_name, e), 2) from None
     tried = []
     for name, source in dataset_of(output_dir, metrics):
         try:
-            return get_imdb(name), name
+            return get_imdb(name, cfg), name
         except DatasetNotFound as e:  # a name from metrics.json says why; a folder's name is only a guess
             tried.append('{} (from {}){}'.format(name, source, ': {}'.format(e) if 'metrics.json' in source else ''))
     raise ToolError('cannot tell which dataset {} holds the detections of{}; pass --imdb NAME'.format(

@@ -62,7 +62,7 @@ def run(args):
     except ConfigError as e:
         raise ToolError(str(e), 2) from None
     try:
-        imdb = get_imdb(args.imdb_name)
+        imdb = get_imdb(args.imdb_name, cfg)
     except DatasetNotFound as e:
         raise ToolError('--imdb {}: {}'.format(args.imdb_name, e), 2) from None
     print('Loaded dataset `{:s}` for proposal generation'.format(imdb.name))

@@ -55,8 +55,8 @@ def main(argv=None):
     tune_cpu_runtime()
     from datasets.factory import get_imdb
     from fast_rcnn.config import ConfigError, get_output_dir
-    from fast_rcnn.test import (check_classes, imdb_proposals, load_detector, portable_imdb_name, resolve_device,
-                                test_net)
+    from fast_rcnn.test import (build_cfg, check_classes, imdb_proposals, load_detector, portable_imdb_name,
+                                resolve_device, test_net)
 
     print('Called with args:')
     print(args)
@@ -77,7 +77,7 @@ def main(argv=None):
     imdb_classes = None
     if args.caffemodel.lower().endswith('.caffemodel'):  # the original's detector: its classes are the dataset's
         try:
-            imdb_classes = get_imdb(args.imdb_name).classes
+            imdb_classes = get_imdb(args.imdb_name, build_cfg(None, cfg_files, args.set_cfgs or [])).classes
         except DatasetNotFound as e:
             print('test_net.py: --imdb {}: {}'.format(args.imdb_name, e), file=sys.stderr)
             sys.exit(2)
@@ -90,10 +90,13 @@ def main(argv=None):
         print('test_net.py: {}'.format(e), file=sys.stderr)
         sys.exit(1)
     try:
-        imdb = get_imdb(args.imdb_name)
+        imdb = get_imdb(args.imdb_name, cfg)  # the run's DATA_DIR, SKIP_BAD_ANNOTATIONS...
     except DatasetNotFound as e:
         print('test_net.py: --imdb {}: {}'.format(args.imdb_name, e), file=sys.stderr)
         sys.exit(2)
+    except (ValueError, OSError) as e:  # broken data: the message names the file (SKIP_BAD_ANNOTATIONS skips it)
+        print('test_net.py: --imdb {}: {}'.format(args.imdb_name, e), file=sys.stderr)
+        sys.exit(1)
     imdb.competition_mode(args.comp_mode)
     if not imdb.name.startswith('coco_2015_'):  # test-dev/test publish no annotations to count
         from datasets.summary import summarize

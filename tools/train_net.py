@@ -282,12 +282,12 @@ class ForwardSignals:
             signal.signal(sig, old)
 
 
-def make_validator(imdb_name, job, device):
+def make_validator(imdb_name, job, device, cfg):
     """validate(snapshot path, iteration) -> mean AP of that snapshot on dataset ``imdb_name``, as test_net.py
     computes it (its detections and report under <output dir>/val/<imdb>/iter_<N>/)."""
     from datasets.factory import get_imdb
     from fast_rcnn.test import check_classes, load_detector, test_net
-    imdb = get_imdb(imdb_name)
+    imdb = get_imdb(imdb_name, cfg)
     check_classes(job['classes'], imdb)  # before training: a wrong dataset is found at once
     if hasattr(imdb, 'set_proposal_method'):
         try:
@@ -351,7 +351,7 @@ def train_process(rank, job):
     if args.val_imdb and rank == 0:
         from fast_rcnn.train import get_rng_state, set_rng_state
         state = get_rng_state()  # loading a dataset may draw random numbers: the training's must not move
-        validate = make_validator(args.val_imdb, job, device)
+        validate = make_validator(args.val_imdb, job, device, cfg)
         set_rng_state(state)
     try:
         train_net(model, data_layer, job['output_dir'], job['solver'], cfg, job['classes'], job['max_iters'],

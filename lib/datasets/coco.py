@@ -22,16 +22,16 @@ import numpy as np
 
 from datasets import ds_utils
 from datasets.cache import load_npz_if_key, make_key, save_npz_with_key, stat_signature
-from datasets.imdb import _cfg, as_overlaps, imdb, roidb_from_arrays, roidb_to_arrays
+from datasets.imdb import as_overlaps, imdb, roidb_from_arrays, roidb_to_arrays
 
 
 class coco(imdb):
     """COCO <image_set><year> (e.g. coco('train', '2014'))."""
 
     def __init__(self, image_set: str, year: str, data_path: Optional[str] = None,
-                 cache_dir: Optional[str] = None):
+                 cache_dir: Optional[str] = None, cfg=None):
         from pycocotools.coco import COCO
-        imdb.__init__(self, 'coco_' + year + '_' + image_set)
+        imdb.__init__(self, 'coco_' + year + '_' + image_set, cfg=cfg)
         self._cache_dir = cache_dir
         # dataset options
         self.config = {'top_k': 2000,
@@ -41,7 +41,7 @@ class coco(imdb):
                        'min_size': 2}
         self._year = year
         self._image_set = image_set
-        self._data_path = data_path or osp.join(_cfg().DATA_DIR, 'coco')
+        self._data_path = data_path or osp.join(self.cfg.DATA_DIR, 'coco')
         ann_file = self._get_ann_file()
         if not osp.exists(ann_file):
             raise FileNotFoundError('{}: annotation file not found: {}'.format(self.name, ann_file))

@@ -15,24 +15,25 @@ from __future__ import annotations
 import difflib
 import os
 import os.path as osp
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List
 
-from datasets.imdb import DatasetNotFound, _cfg, imdb
+from datasets.imdb import DatasetNotFound, imdb
+from fast_rcnn.config import given_or_default
 
 #: Where to get the datasets that are not generated here (as the original's data/README.md).
 VOC_URL = 'http://host.robots.ox.ac.uk/pascal/VOC/voc{year}/'
 COCO_URL = 'https://cocodataset.org/#download'
 
-__sets: Dict[str, Callable[[], imdb]] = {}
+__sets: Dict[str, Callable[[Any], imdb]] = {}
 
 
-def _voc(split: str, year: str) -> Callable[[], imdb]:
-    def make():
+def _voc(split: str, year: str) -> Callable[[Any], imdb]:
+    def make(cfg):
         from datasets.pascal_voc import pascal_voc
-        devkit = osp.join(_cfg().DATA_DIR, 'VOCdevkit' + year)
+        devkit = osp.join(cfg.DATA_DIR, 'VOCdevkit' + year)
         if not osp.isdir(osp.join(devkit, 'VOC' + year)):
             raise DatasetNotFound(voc_missing_message('voc_{}_{}'.format(year, split), year, devkit))
-        return pascal_voc(split, year)
+        return pascal_voc(split, year, cfg=cfg)
     return make
 
 
@@ -43,25 +44,25 @@ def voc_missing_message(name: str, year: str, devkit: str) -> str:
                 name, year, osp.join(devkit, 'VOC' + year), VOC_URL.format(year=year), osp.dirname(devkit), year))
 
 
-def _coco(split: str, year: str) -> Callable[[], imdb]:
-    def make():
+def _coco(split: str, year: str) -> Callable[[Any], imdb]:
+    def make(cfg):
         from datasets.coco import coco
-        root = osp.join(_cfg().DATA_DIR, 'coco')
+        root = osp.join(cfg.DATA_DIR, 'coco')
         prefix = 'instances' if 'test' not in split else 'image_info'
         ann = osp.join(root, 'annotations', '{}_{}{}.json'.format(prefix, split, year))
         if not osp.exists(ann):
             raise DatasetNotFound('coco_{}_{}: COCO is not downloaded: expected {} (get the annotations and images '
                                   'from {} into {}: annotations/, images/<split><year>/)'.format(
                                       year, split, ann, COCO_URL, root))
-        return coco(split, year)
+        return coco(split, year, cfg=cfg)
     return make
 
 
-def _shapes(split: str) -> Callable[[], imdb]:
-    def make():
+def _shapes(split: str) -> Callable[[Any], imdb]:
+    def make(cfg):
         from datasets.shapes import ensure_shapes
         from datasets.voc_folder import voc_folder
-        return voc_folder(ensure_shapes(), split, name='shapes_' + split)
+        return voc_folder(ensure_shapes(cfg.DATA_DIR), split, name='shapes_' + split, cfg=cfg)
     return make
 
 
@@ -89,7 +90,7 @@ class joined_imdb(imdb):
     """Several imdbs' images and roidbs one after another (training only; the first one's classes)."""
 
     def __init__(self, imdbs: List[imdb]):
-        imdb.__init__(self, '+'.join(d.name for d in imdbs), imdbs[0].classes)
+        imdb.__init__(self, '+'.join(d.name for d in imdbs), imdbs[0].classes, cfg=imdbs[0].cfg)
         for d in imdbs[1:]:
             if tuple(d.classes) != tuple(imdbs[0].classes):
                 raise ValueError('cannot join {} and {}: their classes differ ({} vs {})'.format(
@@ -128,7 +129,7 @@ class joined_imdb(imdb):
         self._image_index = [i for d in self._imdbs for i in d.image_index]
 
 
-def _folder_imdb(path: str, split: str) -> imdb:
+def _folder_imdb(path: str, split: str, cfg) -> imdb:
     """voc_folder(path, split); a missing split file is DatasetNotFound listing the splits that exist."""
     from datasets.pascal_voc import image_id_problem
     from datasets.voc_folder import annotated_ids, annotation_dir, voc_folder
@@ -144,28 +145,30 @@ def _folder_imdb(path: str, split: str) -> imdb:
         raise DatasetNotFound('{}:{}: no split {!r}: {} does not exist (splits: {}; tools/make_splits.py {} '
                               'writes trainval and test)'.format(path, split, split, split_file, ', '.join(splits),
                                                                  path))
-    return voc_folder(path, split)
+    return voc_folder(path, split, cfg=cfg)
 
 
-def get_imdb(name: str) -> imdb:
-    """Get an imdb (image database) by name (see the module doc for the names).
+def get_imdb(name: str, cfg=None) -> imdb:
+    """Get an imdb (image database) by name (see the module doc for the names), reading the run's ``cfg``
+    (DATA_DIR, SKIP_BAD_ANNOTATIONS...; None: config.py's defaults).
 
     Raises DatasetNotFound (a FileNotFoundError and a KeyError; one line naming ``name``) for an unknown name
     (with close matches: 'did you mean shapes_trainval?'), a folder's missing split (the splits that exist) and
     VOC / COCO data that is not downloaded (the folder expected and where to get it)."""
+    cfg = given_or_default(cfg)
     if ':' in name and osp.isdir(name.rsplit(':', 1)[0]):
         path, split = name.rsplit(':', 1)
-        return _folder_imdb(path, split)
+        return _folder_imdb(path, split, cfg)
     if '+' in name:
         parts = [p for p in name.split('+') if p]
         if len(parts) > 1:
-            return joined_imdb([get_imdb(p) for p in parts])
+            return joined_imdb([get_imdb(p, cfg) for p in parts])
     if name in __sets:
-        return __sets[name]()
+        return __sets[name](cfg)
     if ':' in name:
         path, split = name.rsplit(':', 1)
         if osp.isdir(path):
-            return _folder_imdb(path, split)
+            return _folder_imdb(path, split, cfg)
         raise DatasetNotFound('Unknown dataset: {} ({} is not a folder)'.format(name, path))
     close = difflib.get_close_matches(name, list_imdbs(), n=3, cutoff=0.6)
     hint = 'did you mean {}?'.format(' or '.join(close)) if close else 'known: {}'.format(', '.join(list_imdbs()))

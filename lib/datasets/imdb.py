@@ -19,13 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from datasets.ds_utils import bbox_overlaps
-
-
-def _cfg(cfg=None):
-    if cfg is None:
-        from fast_rcnn.config import cfg as global_cfg
-        return global_cfg
-    return cfg
+from fast_rcnn.config import given_or_default
 
 
 class DatasetNotFound(FileNotFoundError, KeyError):
@@ -67,7 +61,8 @@ def dense_overlaps(o: Any) -> np.ndarray:
 class imdb(object):
     """Image database: a name, classes, an image index and a (lazily built) roidb."""
 
-    def __init__(self, name: str, classes: Optional[Sequence[str]] = None):
+    def __init__(self, name: str, classes: Optional[Sequence[str]] = None, cfg=None):
+        self.cfg = given_or_default(cfg)  # DATA_DIR, SKIP_BAD_ANNOTATIONS...: the run's, handed down by get_imdb
         self._name = name
         self._num_classes = 0
         self._classes: tuple = ()
@@ -124,7 +119,7 @@ class imdb(object):
     @property
     def cache_path(self) -> str:
         """Folder for this imdb's caches: cfg.DATA_DIR/cache unless a cache_dir was given."""
-        path = self._cache_dir or osp.abspath(osp.join(_cfg().DATA_DIR, 'cache'))
+        path = self._cache_dir or osp.abspath(osp.join(self.cfg.DATA_DIR, 'cache'))
         os.makedirs(path, exist_ok=True)
         return path
 

@@ -32,10 +32,11 @@ import numpy as np
 from datasets import ds_utils
 from datasets.cache import (_atomic_write, hash_files, load_npz_if_key, make_key, save_npz_with_key,
                             stat_signature)
-from datasets.imdb import _cfg, as_overlaps, imdb, roidb_from_arrays, roidb_to_arrays
+from datasets.imdb import as_overlaps, imdb, roidb_from_arrays, roidb_to_arrays
 from datasets.voc_eval import voc_eval
 from datasets.voc_xml import (AnnotationError, canonical_class_name, class_name_problem, describe_object,
                               parse_voc_xml, shown_path)
+from fast_rcnn.config import given_or_default
 
 VOC_CLASSES = ('__background__',  # always index 0
                'aeroplane', 'bicycle', 'bird', 'boat',
@@ -48,9 +49,9 @@ VOC_CLASSES = ('__background__',  # always index 0
 _VOC_LIST_FLAGS = ('-1', '0', '1')
 
 
-def skip_bad_annotations(cfg=None) -> bool:
+def skip_bad_annotations(cfg) -> bool:
     """cfg.SKIP_BAD_ANNOTATIONS (default False): warn and skip broken objects/images instead of raising."""
-    return bool(_cfg(cfg).SKIP_BAD_ANNOTATIONS)
+    return bool(cfg.SKIP_BAD_ANNOTATIONS)
 
 
 def image_id_problem(image_id: str) -> Optional[str]:
@@ -131,8 +132,8 @@ class voc_layout(imdb):
     _keep_eval_image_list = False  # keep the list of evaluated images _eval_image_set_file may write
 
     def __init__(self, name: str, image_set: str, data_path: str, classes: Sequence[str],
-                 cache_dir: Optional[str] = None):
-        imdb.__init__(self, name)
+                 cache_dir: Optional[str] = None, cfg=None):
+        imdb.__init__(self, name, cfg=cfg)
         problem = image_id_problem(image_set)
         if problem or '/' in image_set or '\\' in image_set or not image_set:
             raise ValueError('{}: split {!r} cannot be used: it must be a plain file name (ImageSets/Main/'
@@ -214,7 +215,7 @@ class voc_layout(imdb):
         ann = [self._annotation_path(i) for i in index]
         parts = dict(kind='voc_gt_roidb', name=self.name, classes=list(self.classes), image_index=index,
                      use_diff=bool(self.config['use_diff']), strict=self._strict,
-                     skip=skip_bad_annotations(), annotations=hash_files(ann))
+                     skip=skip_bad_annotations(self.cfg), annotations=hash_files(ann))
         return make_key(**parts)
 
     def _gt_arrays(self, set_index: bool = True) -> Dict[str, np.ndarray]:
@@ -256,7 +257,7 @@ class voc_layout(imdb):
         'eval_difficult'."""
         roidb, kept, notes, probes = [], [], [], []
         eval_counts, eval_boxes, eval_classes, eval_difficult = [], [], [], []
-        skip = skip_bad_annotations()
+        skip = skip_bad_annotations(self.cfg)
         for idx in index:
             try:
                 entry, objs = self._load_checked_annotation(idx, notes if skip else None, probes, notes)
@@ -404,7 +405,7 @@ class voc_layout(imdb):
         array per image, in the image set's order), cached."""
         gt_roidb = self.gt_roidb()
         filename = self.config.get('selective_search_file') or osp.join(
-            _cfg().DATA_DIR, 'selective_search_data', self.name + '.mat')
+            self.cfg.DATA_DIR, 'selective_search_data', self.name + '.mat')
         filename = osp.abspath(filename)
         if not osp.exists(filename):
             raise FileNotFoundError('Selective search data not found at: {}'.format(filename))
@@ -583,13 +584,13 @@ class voc_layout(imdb):
         print('-----------------------------------------------------')
         print('Computing results with the official MATLAB eval code.')
         print('-----------------------------------------------------')
-        path = osp.join(_cfg().ROOT_DIR, 'lib', 'datasets', 'VOCdevkit-matlab-wrapper')
+        path = osp.join(self.cfg.ROOT_DIR, 'lib', 'datasets', 'VOCdevkit-matlab-wrapper')
         if not osp.isdir(path):
             print('MATLAB evaluation skipped: {} is not part of this project (the official devkit code is '
                   'MATLAB); the Python evaluation above is the result.'.format(path))
             return
         cmd = 'cd {} && '.format(path)
-        cmd += '{:s} -nodisplay -nodesktop '.format(_cfg().MATLAB)
+        cmd += '{:s} -nodisplay -nodesktop '.format(self.cfg.MATLAB)
         cmd += '-r "dbstop if error; '
         cmd += 'voc_eval(\'{:s}\',\'{:s}\',\'{:s}\',\'{:s}\'); quit;"'.format(
             self._devkit_path, self._get_comp_id(), self._image_set, output_dir)
@@ -622,7 +623,8 @@ class pascal_voc(voc_layout):
     """VOC<year> <image_set> from data/VOCdevkit<year> (or devkit_path): 21 classes, VOC07 metric before 2010."""
 
     def __init__(self, image_set: str, year: str, devkit_path: Optional[str] = None,
-                 cache_dir: Optional[str] = None):
+                 cache_dir: Optional[str] = None, cfg=None):
+        self.cfg = given_or_default(cfg)
         self._year = str(year)
         self._devkit_path = self._get_default_path() if devkit_path is None else devkit_path
         data_path = osp.join(self._devkit_path, 'VOC' + self._year)
@@ -631,7 +633,7 @@ class pascal_voc(voc_layout):
         if not osp.exists(data_path):
             raise FileNotFoundError('Path does not exist: {}'.format(data_path))
         voc_layout.__init__(self, 'voc_' + self._year + '_' + image_set, image_set, data_path, VOC_CLASSES,
-                            cache_dir=cache_dir)
+                            cache_dir=cache_dir, cfg=self.cfg)
 
     def _get_default_path(self) -> str:
-        return osp.join(_cfg().DATA_DIR, 'VOCdevkit' + self._year)
+        return osp.join(self.cfg.DATA_DIR, 'VOCdevkit' + self._year)

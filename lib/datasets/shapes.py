@@ -524,10 +524,10 @@ def generate_atomic(out_dir: str, seed: int = DEFAULT_SEED, num_trainval: int = 
 
 
 def ensure_shapes(data_dir: Optional[str] = None) -> str:
-    """The shapes folder (cfg.DATA_DIR/shapes), generated with the defaults on first use."""
+    """The shapes folder (data_dir/shapes; None: config.py's DATA_DIR), generated with the defaults on first use."""
     if data_dir is None:
-        from fast_rcnn.config import cfg
-        data_dir = cfg.DATA_DIR
+        from fast_rcnn.config import default_cfg
+        data_dir = default_cfg().DATA_DIR
     out_dir = osp.join(data_dir, 'shapes')
     if is_complete(out_dir):
         return out_dir

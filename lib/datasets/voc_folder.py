@@ -26,6 +26,7 @@ from datasets.cache import hash_files, load_json_if_key, make_key, save_json_wit
 from datasets.pascal_voc import skip_bad_annotations, voc_layout
 from datasets.voc_xml import (AnnotationError, canonical_class_name, class_name_problem, describe_object,
                               is_utf8_name, parse_voc_xml, shown_path)
+from fast_rcnn.config import given_or_default
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.JPG', '.JPEG', '.PNG', '.BMP')
 
@@ -92,15 +93,16 @@ def read_classes_file(path: str) -> List[str]:
     return names
 
 
-def scan_classes(folder: str, cache_dir: Optional[str] = None, ann_dir: Optional[str] = None) -> List[str]:
+def scan_classes(folder: str, cache_dir: Optional[str] = None, ann_dir: Optional[str] = None,
+                 skip: bool = False) -> List[str]:
     """Sorted canonical class names found in all of folder/Annotations/*.xml (cached by the files' contents).
 
     An annotation whose file name is not UTF-8 (no image set line could name it), that does not parse, or whose
     object's class cannot be part of a file name is an AnnotationError naming the file (and object), or with
-    SKIP_BAD_ANNOTATIONS a warning, and it (or the object) is left out."""
+    ``skip`` (cfg.SKIP_BAD_ANNOTATIONS) a warning, and it (or the object) is left out."""
     files = sorted(glob.glob(osp.join(glob.escape(ann_dir or osp.join(folder, 'Annotations')), '*.xml')))
     key = make_key(kind='voc_folder_classes', files=files, content=hash_files(files),
-                   skip=skip_bad_annotations())
+                   skip=skip)
     cache_file = None
     if cache_dir:
         import hashlib
@@ -113,7 +115,7 @@ def scan_classes(folder: str, cache_dir: Optional[str] = None, ann_dir: Optional
     names = set()
 
     def bad(msg: str) -> None:
-        if not skip_bad_annotations():
+        if not skip:
             raise AnnotationError(msg)
         warnings.warn('skipping {}'.format(msg))
 
@@ -157,7 +159,8 @@ class voc_folder(voc_layout):
     _keep_eval_image_list = True
 
     def __init__(self, path: str, image_set: str, name: Optional[str] = None,
-                 classes: Optional[Sequence[str]] = None, cache_dir: Optional[str] = None):
+                 classes: Optional[Sequence[str]] = None, cache_dir: Optional[str] = None, cfg=None):
+        self.cfg = given_or_default(cfg)  # cache_path (scan_classes) needs it before imdb.__init__
         path = osp.abspath(osp.expanduser(path))
         if not osp.isdir(path):
             raise FileNotFoundError('dataset folder does not exist: {}'.format(path))
@@ -178,13 +181,13 @@ class voc_folder(voc_layout):
             if self._classes_file:
                 classes = read_classes_file(classes_file)
             else:
-                classes = scan_classes(path, self.cache_path, self._ann_dir)
+                classes = scan_classes(path, self.cache_path, self._ann_dir, skip=skip_bad_annotations(self.cfg))
                 if not classes:
                     raise ValueError('{}: no objects in any annotation and no classes.txt: cannot tell the '
                                      'classes'.format(path))
         classes = ['__background__'] + [canonical_class_name(c) for c in classes
                                         if canonical_class_name(c) != '__background__']
-        voc_layout.__init__(self, name, image_set, path, classes, cache_dir=cache_dir)
+        voc_layout.__init__(self, name, image_set, path, classes, cache_dir=cache_dir, cfg=self.cfg)
         # a folder has no selective-search boxes: ground truth unless set_proposal_method says otherwise
         # (voc_layout.__init__ has checked every annotation and image and dropped the images skipped, so that
         # testing, which never builds the roidb, does not meet them either)

@@ -114,7 +114,7 @@ class AltOpt:
                 if a != b:
                     raise ValueError('{} sets {} = {} but {} has {}: every stage must build the same network'.format(
                         st.solver_name, key, b, STAGES[0].solver_name, a))
-        self.parts = [get_imdb(n) for n in imdb_name.split('+')]
+        self.parts = [get_imdb(n, cfg) for n in imdb_name.split('+')]
         if len(self.parts) == 1:
             self.output_dir = get_output_dir(self.parts[0], cfg=cfg)
         else:

@@ -174,6 +174,21 @@ __C.SIZE_DIVISIBILITY = 1
 __C.SKIP_BAD_ANNOTATIONS = False
 
 
+# The defaults as this file sets them, before any tool changes the global cfg.
+_DEFAULTS = copy.deepcopy(__C)
+
+
+def default_cfg() -> edict:
+    """A fresh copy of this file's defaults: what lib's functions use when they are given no cfg (never the global
+    cfg, which the tools change)."""
+    return copy.deepcopy(_DEFAULTS)
+
+
+def given_or_default(cfg: Optional[edict]) -> edict:
+    """``cfg`` itself, or a fresh copy of the defaults when it is None."""
+    return default_cfg() if cfg is None else cfg
+
+
 class ConfigError(ValueError):
     """A configuration key or value that does not fit the defaults."""
 

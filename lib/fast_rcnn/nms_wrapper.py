@@ -1,7 +1,7 @@
 """Dispatch NMS to the best back-end for the input; every back-end keeps exactly what py_cpu_nms keeps.
 
 numpy dets: the CUDA NMS when cfg.USE_GPU_NMS, a GPU is visible and the extension is built (on cfg.GPU_ID), else
-the C++ CPU NMS. Torch dets: decided by their device (CUDA NMS for CUDA tensors, CPU NMS for CPU tensors).
+the C++ CPU NMS (cfg: the model's, which load_detector sets from its device; None: config.py's defaults). Torch dets: decided by their device (CUDA NMS for CUDA tensors, CPU NMS for CPU tensors).
 force_cpu=True always takes the CPU NMS. A missing extension falls back to a slower exact one with one warning.
 """
 from typing import Union
@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import torch
 
+from fast_rcnn.config import given_or_default
 from nms import gpu_nms as _gpu
 
 try:
@@ -64,8 +65,7 @@ def nms(dets: Dets, thresh: float, force_cpu: bool = False, cfg=None, max_keep: 
     if dets.shape[0] == 0:
         return np.zeros((0,), dtype=np.int64)
     if not force_cpu:
-        if cfg is None:
-            from fast_rcnn.config import cfg
+        cfg = given_or_default(cfg)
         if cfg.USE_GPU_NMS and torch.cuda.is_available():
             if _gpu.available():
                 device = torch.device('cuda', int(cfg.GPU_ID))

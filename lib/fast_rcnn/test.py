@@ -25,7 +25,7 @@ import torch
 
 from datasets.ds_utils import read_image
 from fast_rcnn.bbox_transform import bbox_transform_inv, clip_boxes
-from fast_rcnn.config import cfg as global_cfg, cfg_copy, cfg_from_dict, cfg_from_file, cfg_from_list
+from fast_rcnn.config import cfg_copy, cfg_from_dict, cfg_from_file, cfg_from_list, default_cfg
 from utils.blob import im_list_to_blob, prep_im_for_blob
 
 # Keys of a snapshot's cfg that describe the training machine or where it wrote, not the model: never carried
@@ -39,16 +39,16 @@ def _model_keys(snapshot_cfg: dict) -> dict:
             if k not in _MACHINE_KEYS and not str(k).endswith('_DIR')}
 
 
-def _nms(dets: np.ndarray, thresh: float) -> List[int]:
+def _nms(dets: np.ndarray, thresh: float, cfg) -> List[int]:
     from fast_rcnn.nms_wrapper import nms
-    return [int(i) for i in nms(dets, thresh)]
+    return [int(i) for i in nms(dets, thresh, cfg=cfg)]
 
 
 def build_cfg(snapshot_cfg: Optional[dict] = None, cfg_files: Sequence[str] = (), set_cfgs: Sequence[str] = (),
               base=None):
-    """A fresh cfg: defaults (``base``: the global cfg), then the snapshot's cfg (machine keys excluded), then the
-    YAML files, then ``--set`` pairs."""
-    c = cfg_copy(global_cfg if base is None else base)
+    """A fresh cfg: defaults (``base``; None: config.py's), then the snapshot's cfg (machine keys excluded), then
+    the YAML files, then ``--set`` pairs."""
+    c = default_cfg() if base is None else cfg_copy(base)
     if snapshot_cfg:
         cfg_from_dict(_model_keys(snapshot_cfg), c)
     for f in cfg_files or ():
@@ -63,6 +63,15 @@ def resolve_device(device: Optional[str], gpu: Optional[int] = None) -> torch.de
     line) when it is not a device or CUDA is missing."""
     from fast_rcnn.train import check_device
     return check_device(device, gpu)
+
+
+def _set_device(c, device: torch.device) -> None:
+    """The model's device, and with it where NMS on numpy detections runs: its GPU, or the CPU for a CPU model."""
+    c.DEVICE = str(device)
+    if device.type == 'cuda':
+        c.GPU_ID = device.index or 0
+    else:
+        c.USE_GPU_NMS = False
 
 
 def load_detector(path: str, cfg_files: Sequence[str] = (), set_cfgs: Sequence[str] = (),
@@ -85,7 +94,7 @@ def load_detector(path: str, cfg_files: Sequence[str] = (), set_cfgs: Sequence[s
                                            if len(bad) > 3 else ''))
     c = build_cfg(snap.get('cfg'), cfg_files, set_cfgs)
     device = torch.device(device)
-    c.DEVICE = str(device)
+    _set_device(c, device)
     model = FasterRCNN(snap['net'], int(snap['num_classes']), c)
     try:
         model.load_state_dict(snap['model'])
@@ -117,7 +126,7 @@ def _load_caffe_detector(path: str, cfg_files: Sequence[str], set_cfgs: Sequence
     if anchors != len(c.ANCHOR_SCALES) * len(c.ANCHOR_RATIOS):
         raise ValueError('{}: rpn_cls_score has {} anchors, ANCHOR_SCALES x ANCHOR_RATIOS give {}'.format(
             path, anchors, len(c.ANCHOR_SCALES) * len(c.ANCHOR_RATIOS)))
-    c.DEVICE = str(device)
+    _set_device(c, device)
     model = FasterRCNN(net_name, num_classes, c)
     load_caffe_detector(model, layers, path)
     model.to(device).eval()
@@ -242,15 +251,16 @@ def apply_nms(all_boxes, thresh):
 
 
 def detections_for_image(scores: np.ndarray, boxes: np.ndarray, num_classes: int, thresh: float, nms_thresh: float,
-                         max_per_image: int) -> List[np.ndarray]:
+                         max_per_image: int, cfg=None) -> List[np.ndarray]:
     """Per class j >= 1: (N_j, 5) [x1, y1, x2, y2, score] with score > thresh, after NMS, at most max_per_image in
-    all (lowest scores dropped). Index 0 (background) is an empty (0, 5) array."""
+    all (lowest scores dropped). Index 0 (background) is an empty (0, 5) array. cfg: the model's (its
+    USE_GPU_NMS and GPU_ID choose the NMS back-end; None: config.py's defaults)."""
     out = [np.zeros((0, 5), dtype=np.float32)]
     for j in range(1, num_classes):
         inds = np.where(scores[:, j] > thresh)[0]
         cls_dets = np.hstack((boxes[inds, j * 4:(j + 1) * 4], scores[inds, j][:, None])).astype(np.float32,
                                                                                                 copy=False)
-        keep = _nms(cls_dets, nms_thresh) if len(cls_dets) else []
+        keep = _nms(cls_dets, nms_thresh, cfg) if len(cls_dets) else []
         out.append(cls_dets[keep, :] if len(keep) else np.zeros((0, 5), dtype=np.float32))
     if max_per_image > 0:
         all_scores = np.hstack([out[j][:, -1] for j in range(1, num_classes)])
@@ -317,7 +327,7 @@ def _detect_image(job: tuple, i: int) -> Tuple[int, List[np.ndarray], float, flo
     scores, boxes = im_detect(net, im, None if proposals is None else proposals[i], cfg)
     t_detect = time.time() - t
     t = time.time()
-    dets = detections_for_image(scores, boxes, imdb.num_classes, thresh, cfg.TEST.NMS, max_per_image)
+    dets = detections_for_image(scores, boxes, imdb.num_classes, thresh, cfg.TEST.NMS, max_per_image, cfg)
     if vis:
         vim = im
         for j in range(1, imdb.num_classes):

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from fast_rcnn.config import cfg as global_cfg, cfg_to_dict
+from fast_rcnn.config import cfg_to_dict, given_or_default
 from fast_rcnn.snapshot import (  # noqa: F401 - also re-exported: the tools and tests import them from here
     SNAPSHOT_FORMAT, SNAPSHOT_FORMATS, _move_aside, _plain, _unplain, atomic_torch_save, clean_stale_snapshot_temps,
     find_snapshots, get_rng_state, load_snapshot, nonfinite_tensors, set_rng_state, snapshot_differences,
@@ -131,7 +131,7 @@ def process_group() -> Tuple[int, int]:
 def get_training_roidb(imdb, cfg=None):
     """Returns a roidb (list of dicts) for training: flipped images appended when TRAIN.USE_FLIPPED, then
     prepared (image paths, sizes, max_overlaps, max_classes)."""
-    cfg = global_cfg if cfg is None else cfg
+    cfg = given_or_default(cfg)
     from roi_data_layer import roidb as rdl_roidb
     if cfg.TRAIN.USE_FLIPPED:
         print('Appending horizontally-flipped training examples...')

@@ -44,7 +44,7 @@ def combined_roidb(imdb_names: str, cfg, proposals: Optional[str] = None, log=pr
                              'order of --imdb'.format(len(files), len(names)))
 
     def get_roidb(name: str, path: Optional[str]):
-        imdb = get_imdb(name)
+        imdb = get_imdb(name, cfg)
         log('Loaded dataset `{:s}` for training'.format(imdb.name))
         method = 'gt' if cfg.TRAIN.HAS_RPN else proposal_method(path, cfg.TRAIN.PROPOSAL_METHOD)
         use_proposals(imdb, method, path)

@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from fast_rcnn.config import given_or_default
 from nets.backbones import NetDef, build_net
 from nets import ops
 
@@ -82,14 +83,12 @@ class FasterRCNN(nn.Module):
         net: network name (VGG16, ZF, VGG_CNN_M_1024, TINY) or a NetDef.
         num_classes: K, including background; always from the dataset.
         cfg: the configuration (ANCHOR_SCALES, ANCHOR_RATIOS, FEAT_STRIDE, POOLING_MODE, PIXEL_MEANS, TRAIN.*,
-            TEST.* proposal settings). Kept as ``self.cfg``; ``None`` means ``fast_rcnn.config.cfg``.
+            TEST.* proposal settings). Kept as ``self.cfg``; ``None`` means config.py's defaults.
     """
 
     def __init__(self, net: Union[str, NetDef], num_classes: int, cfg=None) -> None:
         super().__init__()
-        if cfg is None:
-            from fast_rcnn.config import cfg as global_cfg
-            cfg = global_cfg
+        cfg = given_or_default(cfg)
         if num_classes < 2:
             raise ValueError('FasterRCNN: num_classes must count background and at least one class, got {}'
                              .format(num_classes))

@@ -29,14 +29,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from fast_rcnn.config import given_or_default
 from roi_data_layer.minibatch import get_minibatch
-
-
-def _cfg(cfg=None):
-    if cfg is None:
-        from fast_rcnn.config import cfg as global_cfg
-        return global_cfg
-    return cfg
 
 
 def minibatch_rng(seed: int, iteration: int) -> np.random.RandomState:
@@ -138,7 +132,7 @@ class RoIDataLayer(object):
     """
 
     def __init__(self, roidb: List[Dict[str, Any]], num_classes: int, cfg=None, seed: Optional[int] = None):
-        self._cfg = _cfg(cfg)
+        self._cfg = given_or_default(cfg)
         self._roidb = roidb
         self._num_classes = num_classes
         self._seed = int(self._cfg.RNG_SEED if seed is None else seed)
@@ -206,7 +200,7 @@ class MinibatchSampler(_SamplerBase):
 
     def __init__(self, roidb: Sequence[Dict[str, Any]], cfg=None, seed: Optional[int] = None,
                  start_iter: int = 0, num_iters: Optional[int] = None):
-        self._cfg = _cfg(cfg)
+        self._cfg = given_or_default(cfg)
         self._seed = int(self._cfg.RNG_SEED if seed is None else seed)
         self._widths = [r['width'] for r in roidb]
         self._heights = [r['height'] for r in roidb]
@@ -235,7 +229,7 @@ class MinibatchDataset(_DatasetBase):
     def __init__(self, roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None, seed: Optional[int] = None):
         self._roidb = roidb
         self._num_classes = num_classes
-        self._cfg = _cfg(cfg)
+        self._cfg = given_or_default(cfg)
         self._seed = int(self._cfg.RNG_SEED if seed is None else seed)
 
     def __getitem__(self, key: Tuple[int, Sequence[int]]) -> Dict[str, Any]:
@@ -257,7 +251,7 @@ def make_data_loader(roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None
     RoIDataLayer.forward() gives for those iterations, in order, with any number of workers."""
     if _tud is None:  # pragma: no cover
         raise ImportError('torch is needed for make_data_loader')
-    cfg = _cfg(cfg)
+    cfg = given_or_default(cfg)
     seed = int(cfg.RNG_SEED if seed is None else seed)
     kwargs = {}
     if num_workers > 0:

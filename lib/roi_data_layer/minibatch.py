@@ -11,14 +11,8 @@ import numpy as np
 
 from datasets.ds_utils import read_image as ds_read_image
 from datasets.imdb import dense_overlaps
+from fast_rcnn.config import given_or_default
 from utils.blob import im_list_to_blob, prep_im_for_blob
-
-
-def _cfg(cfg=None):
-    if cfg is None:
-        from fast_rcnn.config import cfg as global_cfg
-        return global_cfg
-    return cfg
 
 
 def read_image(path: str) -> np.ndarray:
@@ -40,7 +34,7 @@ def get_minibatch(roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None,
     'bbox_inside_weights', 'bbox_outside_weights' (R, 4 * num_classes), all float32. Always 'image_paths': the
     N images' paths (a list of str).
     """
-    cfg = _cfg(cfg)
+    cfg = given_or_default(cfg)
     rng = np.random if rng is None else rng
     num_images = len(roidb)
     # one TRAIN.SCALES index per image

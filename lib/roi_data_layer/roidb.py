@@ -7,13 +7,7 @@ import numpy as np
 
 from datasets.ds_utils import bbox_overlaps
 from datasets.imdb import dense_overlaps
-
-
-def _cfg(cfg=None):
-    if cfg is None:
-        from fast_rcnn.config import cfg as global_cfg
-        return global_cfg
-    return cfg
+from fast_rcnn.config import given_or_default
 
 
 def prepare_roidb(imdb) -> None:
@@ -56,7 +50,7 @@ def _compute_targets(rois: np.ndarray, overlaps: np.ndarray, labels: np.ndarray,
     targets towards the gt box (an overlap == 1 row) they overlap most; other rows are 0.
     """
     from fast_rcnn.bbox_transform import bbox_transform
-    cfg = _cfg(cfg)
+    cfg = given_or_default(cfg)
     gt_inds = np.where(overlaps == 1)[0]
     if len(gt_inds) == 0:
         return np.zeros((rois.shape[0], 5), dtype=np.float32)
@@ -80,7 +74,7 @@ def add_bbox_regression_targets(roidb: List[Dict[str, Any]], cfg=None) -> Tuple[
     TRAIN.BBOX_NORMALIZE_MEANS/STDS when TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED. Targets are normalised only
     when TRAIN.BBOX_NORMALIZE_TARGETS. Returns (means.ravel(), stds.ravel()), each (4K,) float64.
     """
-    cfg = _cfg(cfg)
+    cfg = given_or_default(cfg)
     assert len(roidb) > 0
     assert 'max_classes' in roidb[0], 'Did you call prepare_roidb first?'
     num_images = len(roidb)
@@ -135,7 +129,7 @@ def add_bbox_regression_targets(roidb: List[Dict[str, Any]], cfg=None) -> Tuple[
 def filter_roidb(roidb: List[Dict[str, Any]], cfg=None) -> List[Dict[str, Any]]:
     """Remove roidb entries that have no usable RoIs: neither a fg (max_overlaps >= TRAIN.FG_THRESH) nor a bg
     (TRAIN.BG_THRESH_LO <= max_overlaps < TRAIN.BG_THRESH_HI). Prints 'Filtered N roidb entries: a -> b'."""
-    cfg = _cfg(cfg)
+    cfg = given_or_default(cfg)
 
     def is_valid(entry):
         overlaps = entry['max_overlaps']

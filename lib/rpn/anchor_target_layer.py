@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from fast_rcnn.bbox_transform import bbox_transform
+from fast_rcnn.config import given_or_default
 from rpn.proposal_layer import DEFAULT_RATIOS, map_anchors, num_anchors
 from utils.cython_bbox import bbox_overlaps
 
@@ -70,7 +71,7 @@ def anchor_target_layer(rpn_cls_score: Any, gt_boxes: Array, im_info: Any, feat_
     gt_boxes: (G, 5) [x1, y1, x2, y2, class] in input-image pixels (G may be 0).
     im_info: (1, 3) [[height, width, scale]] of the network input (a (3,) row is accepted too).
     feat_stride, anchor_scales, anchor_ratios: the anchor grid (A = len(ratios) * len(scales) anchors per cell).
-    cfg: configuration (None: fast_rcnn.config.cfg); reads cfg.TRAIN.RPN_*.
+    cfg: configuration (None: config.py's defaults); reads cfg.TRAIN.RPN_*.
     rng: source of the fg/bg subsampling, anything with numpy's ``choice(a, size, replace=False)``
         (None: the global ``numpy.random``, as the original).
     allowed_border: how far (pixels) an anchor may reach past the image and still be labelled; 0 as the original.
@@ -81,8 +82,7 @@ def anchor_target_layer(rpn_cls_score: Any, gt_boxes: Array, im_info: Any, feat_
     numpy out, unless rpn_cls_score, gt_boxes or im_info is a tensor: then tensors on the device of the first of
     them that is one.
     """
-    if cfg is None:
-        from fast_rcnn.config import cfg
+    cfg = given_or_default(cfg)
     if rng is None:
         rng = np.random
     device = next((x.device for x in (rpn_cls_score, gt_boxes, im_info) if isinstance(x, torch.Tensor)), None)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from fast_rcnn.bbox_transform import bbox_transform_inv, clip_boxes
+from fast_rcnn.config import given_or_default
 from rpn.generate_anchors import generate_anchors, shift_anchors
 
 Array = Union[np.ndarray, torch.Tensor]
@@ -110,13 +111,12 @@ def proposal_layer(rpn_cls_prob_reshape: Array, rpn_bbox_pred: Array, im_info: A
         RPN_NMS_THRESH and RPN_MIN_SIZE.
     feat_stride: input pixels per feature-map cell. anchor_scales, anchor_ratios: the anchor set
         (A = len(ratios) * len(scales); cfg.ANCHOR_SCALES / ANCHOR_RATIOS in the network).
-    cfg: the configuration to read (None: fast_rcnn.config.cfg).
+    cfg: the configuration to read (None: config.py's defaults).
 
     Returns (rois, scores): rois (R, 5) float32 [0, x1, y1, x2, y2] (batch index 0), scores (R, 1) float32,
     in descending score order. numpy in -> numpy out; torch in -> torch out on rpn_cls_prob_reshape's device.
     """
-    if cfg is None:
-        from fast_rcnn.config import cfg
+    cfg = given_or_default(cfg)
     pre_nms_top_n, post_nms_top_n, nms_thresh, min_size = _settings(cfg, cfg_key)
     A = num_anchors(anchor_scales, anchor_ratios)
     _check_inputs(tuple(rpn_cls_prob_reshape.shape), tuple(rpn_bbox_pred.shape), A)
@@ -129,7 +129,7 @@ def proposal_layer(rpn_cls_prob_reshape: Array, rpn_bbox_pred: Array, im_info: A
                                 pre_nms_top_n, post_nms_top_n, nms_thresh)
     geometry = _anchor_geometry(height, width, int(feat_stride), _tuple(anchor_scales), _tuple(anchor_ratios))
     return _proposals_numpy(np.asarray(rpn_cls_prob_reshape), np.asarray(rpn_bbox_pred), info, anchors, A,
-                            min_size_scaled, pre_nms_top_n, post_nms_top_n, nms_thresh, geometry)
+                            min_size_scaled, pre_nms_top_n, post_nms_top_n, nms_thresh, geometry, cfg)
 
 
 @functools.lru_cache(maxsize=64)
@@ -148,7 +148,7 @@ def _anchor_geometry(height: int, width: int, feat_stride: int, anchor_scales: T
 
 def _proposals_numpy(prob: np.ndarray, pred: np.ndarray, info: np.ndarray, anchors: np.ndarray, A: int,
                      min_size: Any, pre_nms_top_n: int, post_nms_top_n: int, nms_thresh: float,
-                     geometry: Tuple[np.ndarray, ...]) -> Tuple[np.ndarray, np.ndarray]:
+                     geometry: Tuple[np.ndarray, ...], cfg) -> Tuple[np.ndarray, np.ndarray]:
     from fast_rcnn.nms_wrapper import nms
 
     # bbox_transform_inv and clip_boxes of the original, on one contiguous (H*W*A,) row per coordinate instead of
@@ -181,7 +181,7 @@ def _proposals_numpy(prob: np.ndarray, pred: np.ndarray, info: np.ndarray, ancho
     scores = scores[order]
 
     if proposals.shape[0] > 0:
-        keep = np.asarray(nms(np.hstack((proposals, scores)), nms_thresh, max_keep=max(post_nms_top_n, 0)),
+        keep = np.asarray(nms(np.hstack((proposals, scores)), nms_thresh, cfg=cfg, max_keep=max(post_nms_top_n, 0)),
                           dtype=np.int64).reshape(-1)
     else:
         keep = np.zeros((0,), dtype=np.int64)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from fast_rcnn.bbox_transform import bbox_transform
+from fast_rcnn.config import given_or_default
 from utils.cython_bbox import bbox_overlaps
 
 Array = Union[np.ndarray, torch.Tensor]
@@ -49,7 +50,7 @@ def proposal_target_layer(rpn_rois: Array, gt_boxes: Array, num_classes: int, cf
     rpn_rois: (R, 5) [0, x1, y1, x2, y2] proposals (batch index 0 only; R may be 0).
     gt_boxes: (G, 5) [x1, y1, x2, y2, class] with class in 1..num_classes-1 (G may be 0).
     num_classes: K, the number of classes including background.
-    cfg: configuration (None: fast_rcnn.config.cfg); reads cfg.TRAIN.BATCH_SIZE, FG_FRACTION, FG_THRESH,
+    cfg: configuration (None: config.py's defaults); reads cfg.TRAIN.BATCH_SIZE, FG_FRACTION, FG_THRESH,
         BG_THRESH_HI, BG_THRESH_LO, BBOX_NORMALIZE_TARGETS_PRECOMPUTED, BBOX_NORMALIZE_MEANS/STDS,
         BBOX_INSIDE_WEIGHTS.
     rng: source of the sampling, anything with numpy's ``choice(a, size, replace=False)`` (None: the global
@@ -62,8 +63,7 @@ def proposal_target_layer(rpn_rois: Array, gt_boxes: Array, num_classes: int, cf
     for the usual blobs). numpy out, unless rpn_rois or gt_boxes is a tensor: then tensors on the device of the
     first of them that is one.
     """
-    if cfg is None:
-        from fast_rcnn.config import cfg
+    cfg = given_or_default(cfg)
     if rng is None:
         rng = np.random
     device = next((x.device for x in (rpn_rois, gt_boxes) if isinstance(x, torch.Tensor)), None)

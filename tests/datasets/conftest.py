@@ -1,12 +1,1 @@
-"""Fixtures for the dataset tests."""
-import pytest
-
-
-@pytest.fixture
-def cfg_copy(monkeypatch):
-    """A private copy of the global cfg installed as fast_rcnn.config.cfg for the test (restored after)."""
-    import copy
-    import fast_rcnn.config as config
-    c = copy.deepcopy(config.cfg)
-    monkeypatch.setattr(config, 'cfg', c)
-    return c
+"""Fixtures for the dataset tests (cfg_copy: tests/conftest.py)."""

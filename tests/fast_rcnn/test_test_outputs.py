@@ -1,6 +1,5 @@
 """test_net's evaluation report: metrics.json, the per-class AP table and pr_curves.png, from a hand-worked
 evaluation of a two-class folder dataset; and test_net itself leaving them beside detections.pkl."""
-import copy
 import json
 import os
 import os.path as osp
@@ -21,14 +20,6 @@ PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 # prec [1 .5 2/3]; max precision at recall >= t: 1 for t = 0 .. 0.5 (6 points), 2/3 for t = 0.6 .. 1 (5 points)
 AP_A = (6 + 5 * 2 / 3.) / 11            # 0.848484...
 AP_B = 1.0                              # its one object found by its one detection
-
-
-@pytest.fixture
-def cfg_copy(monkeypatch):
-    import fast_rcnn.config as config
-    c = copy.deepcopy(config.cfg)
-    monkeypatch.setattr(config, 'cfg', c)
-    return c
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """Dataset input validation, the same for every split: each broken input is an error naming the file (and line or
 object) or, with SKIP_BAD_ANNOTATIONS, a skip with a warning naming it. Expected values are worked out by hand
 from the tiny files each test writes."""
-import copy
 import os
 import os.path as osp
 import subprocess
@@ -21,15 +20,6 @@ from datasets.voc_xml import AnnotationError
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-@pytest.fixture
-def cfg_copy(monkeypatch):
-    """A private copy of the global cfg installed as fast_rcnn.config.cfg for the test (restored after)."""
-    import fast_rcnn.config as config
-    c = copy.deepcopy(config.cfg)
-    monkeypatch.setattr(config, 'cfg', c)
-    return c
-
-
 def xml(objects, filename=None, size=None):
     s = ['<annotation>']
     if filename is not None:

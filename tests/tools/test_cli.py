@@ -125,6 +125,25 @@ def test_test_net_on_other_classes_is_a_clear_error(trained, tmp_path):
     assert 'classes' in out and 'cat' in out and 'box' in out
 
 
+def test_test_net_hands_its_set_down_to_the_dataset(trained, tmp_path):
+    """--set SKIP_BAD_ANNOTATIONS True reaches the test set's loader: a box with xmax < xmin in test.txt's images
+    is an error naming the file without it, a warning and a skip with it."""
+    import shutil
+    broken = str(tmp_path / 'toyset')
+    shutil.copytree(trained['folder'], broken)
+    ann = osp.join(broken, 'Annotations', 'im004.xml')
+    with open(ann) as f:
+        text = f.read()
+    with open(ann, 'w') as f:
+        f.write(re.sub(r'<xmax>\d+</xmax>', '<xmax>1</xmax>', text, count=1))
+    cmd = ['tools/test_net.py', '--net', trained['snap'], '--imdb', broken + ':test', '--threads', '1']
+    rc, out = _run(cmd + trained['sets'])
+    assert rc != 0 and 'im004.xml' in out and 'Traceback' not in out
+    rc, out = _run(cmd + trained['sets'] + ['SKIP_BAD_ANNOTATIONS', 'True'])
+    assert rc == 0, out
+    assert 'im004.xml' in out and 'Mean AP = ' in out
+
+
 def test_vgg16_without_weights_is_refused_with_the_reason(tmp_path):
     rc, out = _run(['tools/train_net.py', '--solver', 'models/pascal_voc/VGG16/faster_rcnn_end2end/solver.yml',
                     '--imdb', 'voc_2007_trainval', '--cfg', 'experiments/cfgs/faster_rcnn_end2end.yml'])

@@ -1,6 +1,5 @@
 """The dead ends of issue 26: reval.py finds the dataset of a results folder, eval_recall.py needs proposals to
 score (or a snapshot whose RPN makes them), --threads on reval/eval_recall, one-line errors."""
-import copy
 import json
 import os
 import os.path as osp
@@ -18,14 +17,6 @@ from voc_testutils import write_mini_set  # noqa: E402
 
 AP_A = (6 + 5 * 2 / 3.) / 11   # see tests/datasets/test_tools_eval.py: 0.95 TP, 0.9 FP, 0.8 TP; 11-point
 MEAN = (AP_A + 1) / 2
-
-
-@pytest.fixture
-def cfg_copy(monkeypatch):
-    import fast_rcnn.config as config
-    c = copy.deepcopy(config.cfg)
-    monkeypatch.setattr(config, 'cfg', c)
-    return c
 
 
 @pytest.fixture
@@ -53,7 +44,7 @@ def _factory_knows(monkeypatch, name, spec):
     """get_imdb(name) opens the folder dataset ``spec`` (as if ``name`` were a built-in dataset's name)."""
     import datasets.factory as factory
     real = factory.get_imdb
-    monkeypatch.setattr(factory, 'get_imdb', lambda n: real(spec if n == name else n))
+    monkeypatch.setattr(factory, 'get_imdb', lambda n, cfg=None: real(spec if n == name else n, cfg))
 
 
 def test_reval_takes_the_dataset_from_the_folder_name(ds, tmp_path, monkeypatch, capsys):

@@ -34,9 +34,31 @@ import os
 import os.path as osp
 import pprint
 import sys
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+
+
+@dataclass
+class TrainingJob:
+    """What each training process needs (pickled to the --nproc processes): the parsed command line, the cfg as a
+    plain dict, the solver, the filtered roidb and the run's facts."""
+    args: argparse.Namespace
+    cfg: Dict[str, Any]
+    solver: Dict[str, Any]
+    roidb: List[Dict[str, Any]]
+    classes: List[str]
+    imdb_name: str
+    output_dir: str
+    seed: int
+    max_iters: int
+    frozen: List[str]
+    threads: int
+    bbox_stats: Optional[Tuple[Any, Any]]
+    mode: str                       # 'end2end' or 'fast_rcnn'
+    rendezvous: Optional[str] = None  # torch.distributed's init_method with --nproc > 1
 
 
 def parse_args(argv=None):
@@ -221,11 +243,11 @@ def run(argv=None):
         print('Warning: --iters {} is past the solver\'s max_iter {}: with lr_policy poly the learning rate is 0 '
               'from iteration {} on; raise max_iter in {} instead'.format(max_iters, solver['max_iter'],
                                                                         solver['max_iter'], args.solver))
-    job = {'args': args, 'cfg': cfg_to_dict(cfg), 'solver': solver, 'roidb': roidb, 'classes': list(imdb.classes),
-           'imdb_name': imdb.name, 'output_dir': output_dir, 'seed': seed, 'max_iters': max_iters,
-           'frozen': netdef.frozen if solver['frozen_layers'] is None else list(solver['frozen_layers']),
-           'threads': torch.get_num_threads(), 'bbox_stats': bbox_stats,
-           'mode': 'end2end' if cfg.TRAIN.HAS_RPN else 'fast_rcnn'}
+    job = TrainingJob(args=args, cfg=cfg_to_dict(cfg), solver=solver, roidb=roidb, classes=list(imdb.classes),
+                      imdb_name=imdb.name, output_dir=output_dir, seed=seed, max_iters=max_iters,
+                      frozen=netdef.frozen if solver['frozen_layers'] is None else list(solver['frozen_layers']),
+                      threads=torch.get_num_threads(), bbox_stats=bbox_stats,
+                      mode='end2end' if cfg.TRAIN.HAS_RPN else 'fast_rcnn')
     from utils.lock import OutputLock
     with OutputLock(output_dir, force=args.force_unlock) as lock:  # this process runs the run: it holds the lock
         from utils.train_record import TEXT_LOG_NAME
@@ -242,7 +264,7 @@ def run(argv=None):
               flush=True)
         from fast_rcnn.train import TrainingInterrupted
         with tempfile.TemporaryDirectory(prefix='train_net_') as tmp:
-            job['rendezvous'] = 'file://' + osp.join(tmp, 'rendezvous')
+            job.rendezvous = 'file://' + osp.join(tmp, 'rendezvous')
             ctx = mp.spawn(train_process, args=(job,), nprocs=args.nproc, join=False)
             with ForwardSignals(ctx.processes) as fwd:  # every process stops after the same iteration
                 while not ctx.join():
@@ -288,7 +310,7 @@ def make_validator(imdb_name, job, device, cfg):
     from datasets.factory import get_imdb
     from fast_rcnn.test import check_classes, load_detector, test_net
     imdb = get_imdb(imdb_name, cfg)
-    check_classes(job['classes'], imdb)  # before training: a wrong dataset is found at once
+    check_classes(job.classes, imdb)  # before training: a wrong dataset is found at once
     if hasattr(imdb, 'set_proposal_method'):
         try:
             imdb.set_proposal_method('gt')
@@ -297,7 +319,7 @@ def make_validator(imdb_name, job, device, cfg):
 
     def validate(path, iteration):
         net, net_cfg, classes = load_detector(path, device=device)
-        out = osp.join(job['output_dir'], 'val', imdb.name, 'iter_{}'.format(iteration))
+        out = osp.join(job.output_dir, 'val', imdb.name, 'iter_{}'.format(iteration))
         return float(test_net(net, imdb, cfg=net_cfg, output_dir=out, classes=classes, snapshot=path))
     return validate
 
@@ -310,43 +332,43 @@ def train_process(rank, job):
     from utils.atomic import DiskFullError
     from nets.weights import load_pretrained
 
-    args = job['args']
+    args = job.args
     nproc = args.nproc
-    device = torch.device(job['cfg']['DEVICE'])
+    device = torch.device(job.cfg['DEVICE'])
     if nproc > 1:
         import torch.distributed as dist
         if rank > 0:  # process 0 prints for all
             sys.stdout = open(os.devnull, 'w')
-        cfg_from_dict(job['cfg'])  # a spawned process starts from the defaults
+        cfg_from_dict(job.cfg)  # a spawned process starts from the defaults
         from utils.runtime import tune_cpu_runtime
         tune_cpu_runtime()  # the denormal mode is not inherited through spawn
-        torch.set_num_threads(job['threads'])
+        torch.set_num_threads(job.threads)
         if device.type == 'cuda':
             device = torch.device('cuda', rank)
             torch.cuda.set_device(device)
             cfg.DEVICE, cfg.GPU_ID = str(device), rank
         elif sys.platform.startswith('linux'):
             os.environ.setdefault('GLOO_SOCKET_IFNAME', 'lo')  # one machine: loopback, whatever the host name
-        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo', init_method=job['rendezvous'],
+        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo', init_method=job.rendezvous,
                                 rank=rank, world_size=nproc)
-    seed = job['seed']
+    seed = job.seed
     # seeded here: loading a dataset may or may not draw random numbers (e.g. when its cache is built), and the
     # initial weights must not depend on that
     np.random.seed(seed)
     torch.manual_seed(seed)
-    model = FasterRCNN(job['solver']['net'], len(job['classes']), cfg)
+    model = FasterRCNN(job.solver['net'], len(job.classes), cfg)
     if args.pretrained_model is not None:
         info = load_pretrained(model, args.pretrained_model)
         print('Loaded pretrained weights from {:s} ({}: {}; input convention {})'.format(
             args.pretrained_model, info['source'], ', '.join(info['loaded']), info['input_mode']))
-    model.set_mode(job['mode'])
-    model.frozen_parameters(job['frozen'])
+    model.set_mode(job.mode)
+    model.frozen_parameters(job.frozen)
     model.to(device)
     if nproc > 1:  # the same start everywhere, whatever each process's initialisation did
         for t in list(model.parameters()) + list(model.buffers()):
             dist.broadcast(t.data, 0)
     from fast_rcnn.training_data import make_data_layer
-    data_layer = make_data_layer(job['roidb'], len(job['classes']), cfg, seed)
+    data_layer = make_data_layer(job.roidb, len(job.classes), cfg, seed)
     validate = None
     if args.val_imdb and rank == 0:
         from fast_rcnn.train import get_rng_state, set_rng_state
@@ -354,9 +376,9 @@ def train_process(rank, job):
         validate = make_validator(args.val_imdb, job, device, cfg)
         set_rng_state(state)
     try:
-        train_net(model, data_layer, job['output_dir'], job['solver'], cfg, job['classes'], job['max_iters'],
-                  imdb_name=job['imdb_name'], resume=not args.fresh, seed=seed, record=True,
-                  validate=validate, eval_every=args.eval_every or 0, bbox_stats=job['bbox_stats'])
+        train_net(model, data_layer, job.output_dir, job.solver, cfg, job.classes, job.max_iters,
+                  imdb_name=job.imdb_name, resume=not args.fresh, seed=seed, record=True,
+                  validate=validate, eval_every=args.eval_every or 0, bbox_stats=job.bbox_stats)
     except TrainingInterrupted:
         if nproc == 1:
             raise

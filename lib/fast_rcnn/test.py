@@ -182,7 +182,7 @@ def _detect_boxes(net, im: np.ndarray, boxes: np.ndarray, cfg) -> Tuple[np.ndarr
         blob_im, scale = prep_im_for_blob(im, cfg.PIXEL_MEANS, target, cfg.TEST.MAX_SIZE)
         ims.append(blob_im)
         scales.append(scale)
-    blob = im_list_to_blob(ims, int(cfg.get('SIZE_DIVISIBILITY', 1)))
+    blob = im_list_to_blob(ims, int(cfg.SIZE_DIVISIBILITY))
     rois = project_im_rois(boxes, scales)
     inv_index = None
     if cfg.DEDUP_BOXES > 0:
@@ -207,7 +207,7 @@ def _detect_pass(net, im: np.ndarray, target: int, flip: bool, cfg) -> Tuple[np.
     boxes mapped back onto ``im``."""
     src = np.ascontiguousarray(im[:, ::-1]) if flip else im
     blob_im, scale = prep_im_for_blob(src, cfg.PIXEL_MEANS, target, cfg.TEST.MAX_SIZE)
-    blob = im_list_to_blob([blob_im], int(cfg.get('SIZE_DIVISIBILITY', 1)))
+    blob = im_list_to_blob([blob_im], int(cfg.SIZE_DIVISIBILITY))
     device = next(net.parameters()).device
     im_info = np.array([[blob_im.shape[0], blob_im.shape[1], scale]], dtype=np.float32)  # the image, not the padding
     with torch.no_grad():

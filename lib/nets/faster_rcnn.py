@@ -92,14 +92,14 @@ class FasterRCNN(nn.Module):
         if num_classes < 2:
             raise ValueError('FasterRCNN: num_classes must count background and at least one class, got {}'
                              .format(num_classes))
-        netdef = build_net(net, bool(cfg.get('FC_DROPOUT', True))) if isinstance(net, str) else net
+        netdef = build_net(net, bool(cfg.FC_DROPOUT)) if isinstance(net, str) else net
         self.netdef = netdef
         self.net_name = netdef.name
         self.num_classes = int(num_classes)
         self.cfg = cfg
-        self.anchor_scales = tuple(cfg.get('ANCHOR_SCALES', (8, 16, 32)))
-        self.anchor_ratios = tuple(cfg.get('ANCHOR_RATIOS', (0.5, 1.0, 2.0)))
-        self.feat_stride = int(cfg.get('FEAT_STRIDE', 16))
+        self.anchor_scales = tuple(cfg.ANCHOR_SCALES)
+        self.anchor_ratios = tuple(cfg.ANCHOR_RATIOS)
+        self.feat_stride = int(cfg.FEAT_STRIDE)
         if self.feat_stride != netdef.feat_stride:
             raise ValueError('cfg.FEAT_STRIDE is {} but {} has stride {}: set FEAT_STRIDE: {} in its solver\'s cfg: '
                              'block'.format(self.feat_stride, netdef.name, netdef.feat_stride, netdef.feat_stride))
@@ -111,9 +111,9 @@ class FasterRCNN(nn.Module):
         self.rpn_cls_score = nn.Conv2d(netdef.rpn_channels, 2 * A, 1)
         self.rpn_bbox_pred = nn.Conv2d(netdef.rpn_channels, 4 * A, 1)
         self.roi_pool = ops.make_roi_pool(netdef.pooled_size, 1.0 / self.feat_stride,
-                                          cfg.get('POOLING_MODE', 'pool'))
+                                          cfg.POOLING_MODE)
         self.head = netdef.head
-        if cfg.get('FC_SVD_RANKS'):  # a compress_net snapshot: fc6/fc7 as two factors each
+        if cfg.FC_SVD_RANKS:  # a compress_net snapshot: fc6/fc7 as two factors each
             from nets.compress import shape_head
             shape_head(self.head, cfg.FC_SVD_RANKS)
         self.cls_score = nn.Linear(netdef.head_dim, self.num_classes)
@@ -168,7 +168,7 @@ class FasterRCNN(nn.Module):
 
     def amp_dtype(self, device: torch.device) -> Optional[torch.dtype]:
         """The autocast dtype that cfg.AMP asks for on ``device`` (None: float32 throughout)."""
-        return amp_dtype(self.cfg.get('AMP', 'off'), device)
+        return amp_dtype(self.cfg.AMP, device)
 
     def _autocast(self, device: torch.device):
         dtype = self.amp_dtype(device)
@@ -224,7 +224,7 @@ class FasterRCNN(nn.Module):
         gt_np = _gt_boxes(gt_boxes)
         kw = {} if self.rng is None else {'rng': self.rng}
         losses = self._rpn_losses(rpn_cls_score, rpn_cls_score_reshape, rpn_bbox_pred, gt_np, im_info_np)
-        ohem = bool(cfg.TRAIN.get('OHEM', False))
+        ohem = bool(cfg.TRAIN.OHEM)
         rois_np, roi_labels, roi_targets, roi_inside_w, roi_outside_w = ops.proposal_target_layer(
             rois_np, gt_np, self.num_classes, cfg, sample=not ohem, **kw)
         tm.lap('targets')
@@ -290,7 +290,7 @@ class FasterRCNN(nn.Module):
         labels = torch.from_numpy(np.ascontiguousarray(labels_np)).to(device).long().view(-1)
         targets = None if bbox is None else [
             (x if torch.is_tensor(x) else torch.from_numpy(np.ascontiguousarray(x))).to(device).float() for x in bbox]
-        if bool(self.cfg.TRAIN.get('OHEM', False)):
+        if bool(self.cfg.TRAIN.OHEM):
             zeros = torch.zeros((rois.shape[0], 4 * self.num_classes), device=device)
             keep = self._hardest_rois(feat, rois, labels, *(targets or (zeros, zeros, zeros)),
                                       int(self.cfg.TRAIN.BATCH_SIZE))

@@ -173,7 +173,7 @@ def minibatch_for(roidb: Sequence[Dict[str, Any]], db_inds: Sequence[int], itera
     TRAIN.MINIBATCHES_PER_SCALE g > 1, the scales that the RandomState of the group's first minibatch
     (g * (iteration // g)) draws."""
     minibatch_db = [roidb[int(i)] for i in db_inds]
-    group = int(cfg.TRAIN.get('MINIBATCHES_PER_SCALE', 1))
+    group = int(cfg.TRAIN.MINIBATCHES_PER_SCALE)
     if group < 1:
         raise ValueError('TRAIN.MINIBATCHES_PER_SCALE must be at least 1 (got {})'.format(group))
     scale_inds = None

@@ -133,7 +133,7 @@ def _get_image_blob(roidb: Sequence[Dict[str, Any]], scale_inds: np.ndarray,
         im, im_scale = prep_im_for_blob(im, cfg.PIXEL_MEANS, target_size, cfg.TRAIN.MAX_SIZE)
         im_scales.append(im_scale)
         processed_ims.append(im)
-    blob = im_list_to_blob(processed_ims, int(cfg.get('SIZE_DIVISIBILITY', 1)))
+    blob = im_list_to_blob(processed_ims, int(cfg.SIZE_DIVISIBILITY))
     return blob, im_scales, [im.shape[:2] for im in processed_ims]
 
 

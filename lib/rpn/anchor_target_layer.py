@@ -128,7 +128,7 @@ def anchor_target_layer(rpn_cls_score: Any, gt_boxes: Array, im_info: Any, feat_
         # anchor order, which changes nothing: they are only labelled fg.
         overlaps_t = np.ascontiguousarray(overlaps.T)
         gt_max_overlaps = overlaps_t.max(axis=1)
-        if train.get('RPN_GUARD_ZERO_OVERLAP', False):
+        if train.RPN_GUARD_ZERO_OVERLAP:
             useful = gt_max_overlaps > 0
             gt_argmax_overlaps = np.nonzero(overlaps_t[useful] == gt_max_overlaps[useful, None])[1]
         else:

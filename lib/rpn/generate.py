@@ -18,7 +18,7 @@ def im_proposals(net, im: np.ndarray, cfg=None) -> Tuple[np.ndarray, np.ndarray]
     pixels, scores (R,) float32), best first, with cfg.TEST's RPN_* settings (cfg: default net.cfg)."""
     cfg = net.cfg if cfg is None else cfg
     blob_im, scale = prep_im_for_blob(im, cfg.PIXEL_MEANS, cfg.TEST.SCALES[0], cfg.TEST.MAX_SIZE)
-    blob = im_list_to_blob([blob_im], int(cfg.get('SIZE_DIVISIBILITY', 1)))
+    blob = im_list_to_blob([blob_im], int(cfg.SIZE_DIVISIBILITY))
     im_info = np.array([[blob_im.shape[0], blob_im.shape[1], scale]], dtype=np.float32)
     device = next(net.parameters()).device
     with torch.no_grad():

@@ -5,9 +5,12 @@ import os
 import os.path as osp
 import shutil
 
+import pytest
 import torch
 
 from tiny_training import ROOT, make_voc_folder
+
+pytestmark = pytest.mark.slow  # trains all four stages; `pytest -m "not slow"` skips it
 
 
 def _solvers(models_dir):

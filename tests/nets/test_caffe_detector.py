@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from caffe_proto import caffemodel
-from fast_rcnn.config import cfg, cfg_copy
+from fast_rcnn.config import default_cfg
 from fast_rcnn.test import im_detect, load_detector
 from nets.faster_rcnn import FasterRCNN
 from nets.weights import WeightsError, caffe_detector_spec
 
+pytestmark = pytest.mark.slow  # writes and parses a ~200 MB caffemodel
 # our parameter prefix -> the original's layer name (its prototxts' names, written out)
 CAFFE_NAMES = {'rpn_conv': 'rpn_conv/3x3', 'head.fc6': 'fc6', 'head.fc7': 'fc7'}
 
@@ -29,7 +30,7 @@ def _caffe_layers(model):
 @pytest.fixture(scope='module')
 def zf_detector(tmp_path_factory):
     torch.manual_seed(0)
-    c = cfg_copy(cfg)
+    c = default_cfg()
     model = FasterRCNN('ZF', 21, c)
     with torch.no_grad():  # not the initial fillers: the RPN and heads must matter for the outputs
         for p in model.parameters():

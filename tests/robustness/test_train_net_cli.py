@@ -11,6 +11,7 @@ import pytest
 from fast_rcnn.config import cfg, cfg_copy
 from fast_rcnn.train import load_solver
 
+pytestmark = pytest.mark.slow  # runs the tools end to end; `pytest -m "not slow"` skips it
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 TINY_SOLVER = osp.join(ROOT, 'models', 'shapes', 'TINY', 'faster_rcnn_end2end', 'solver.yml')
 END2END = osp.join(ROOT, 'experiments', 'cfgs', 'faster_rcnn_end2end.yml')

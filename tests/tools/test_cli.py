@@ -10,6 +10,8 @@ import pytest
 
 from tiny_training import make_voc_folder as _make_folder
 
+pytestmark = pytest.mark.slow  # runs the tools end to end; `pytest -m "not slow"` skips it
+
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 PY = sys.executable
 

@@ -5,8 +5,12 @@ import os
 import os.path as osp
 import shutil
 
+import pytest
+
 from test_cli import SOLVER, _run
 from tiny_training import make_voc_folder as _make_folder
+
+pytestmark = pytest.mark.slow  # runs the tools end to end; `pytest -m "not slow"` skips it
 
 
 def _flat_folder(path):

@@ -17,7 +17,11 @@ import os
 import os.path as osp
 from typing import Any, Callable, Dict, List
 
+from datasets.coco import coco
 from datasets.imdb import DatasetNotFound, imdb
+from datasets.pascal_voc import image_id_problem, pascal_voc
+from datasets.shapes import ensure_shapes
+from datasets.voc_folder import annotated_ids, annotation_dir, voc_folder
 from fast_rcnn.config import given_or_default
 
 #: Where to get the datasets that are not generated here (as the original's data/README.md).
@@ -29,7 +33,6 @@ __sets: Dict[str, Callable[[Any], imdb]] = {}
 
 def _voc(split: str, year: str) -> Callable[[Any], imdb]:
     def make(cfg):
-        from datasets.pascal_voc import pascal_voc
         devkit = osp.join(cfg.DATA_DIR, 'VOCdevkit' + year)
         if not osp.isdir(osp.join(devkit, 'VOC' + year)):
             raise DatasetNotFound(voc_missing_message('voc_{}_{}'.format(year, split), year, devkit))
@@ -46,7 +49,6 @@ def voc_missing_message(name: str, year: str, devkit: str) -> str:
 
 def _coco(split: str, year: str) -> Callable[[Any], imdb]:
     def make(cfg):
-        from datasets.coco import coco
         root = osp.join(cfg.DATA_DIR, 'coco')
         prefix = 'instances' if 'test' not in split else 'image_info'
         ann = osp.join(root, 'annotations', '{}_{}{}.json'.format(prefix, split, year))
@@ -60,8 +62,6 @@ def _coco(split: str, year: str) -> Callable[[Any], imdb]:
 
 def _shapes(split: str) -> Callable[[Any], imdb]:
     def make(cfg):
-        from datasets.shapes import ensure_shapes
-        from datasets.voc_folder import voc_folder
         return voc_folder(ensure_shapes(cfg.DATA_DIR), split, name='shapes_' + split, cfg=cfg)
     return make
 
@@ -131,8 +131,6 @@ class joined_imdb(imdb):
 
 def _folder_imdb(path: str, split: str, cfg) -> imdb:
     """voc_folder(path, split); a missing split file is DatasetNotFound listing the splits that exist."""
-    from datasets.pascal_voc import image_id_problem
-    from datasets.voc_folder import annotated_ids, annotation_dir, voc_folder
     split_file = osp.join(path, 'ImageSets', 'Main', split + '.txt')
     main = osp.join(path, 'ImageSets', 'Main')
     ann_dir = annotation_dir(path)

@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from datasets.pascal_voc import voc_layout
+
 #: A class with fewer boxes than this in a split is warned about.
 FEW_BOXES = 5
 #: A class with less than this fraction of all boxes is rare (as is one under FEW_BOXES boxes).
@@ -85,7 +87,6 @@ def load_stats(imdb) -> Optional[Dict[str, int]]:
     """What a VOC-layout imdb's loader left out (from its gt cache; no re-parse): {'difficult_dropped',
     'no_objects' (annotations without any object), 'skipped' (objects and images skipped as broken)}; None for
     other datasets."""
-    from datasets.pascal_voc import voc_layout
     if not isinstance(imdb, voc_layout) or not imdb._has_annotations():
         return None
     arrays = imdb._gt_arrays(set_index=False)

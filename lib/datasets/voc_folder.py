@@ -22,10 +22,10 @@ import os.path as osp
 import warnings
 from typing import List, Optional, Sequence
 
-from datasets.cache import hash_files, load_json_if_key, make_key, save_json_with_key
+from datasets.cache import _atomic_write, hash_files, load_json_if_key, make_key, save_json_with_key
 from datasets.pascal_voc import skip_bad_annotations, voc_layout
-from datasets.voc_xml import (AnnotationError, canonical_class_name, class_name_problem, describe_object,
-                              is_utf8_name, parse_voc_xml, shown_path)
+from datasets.voc_xml import (AnnotationError, canonical_class_name, class_name_problem, describe_object, is_utf8_name,
+    parse_voc_xml, shown_path)
 from fast_rcnn.config import given_or_default
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.JPG', '.JPEG', '.PNG', '.BMP')
@@ -262,7 +262,6 @@ class voc_folder(voc_layout):
 
     def _eval_image_set_file(self, output_dir: Optional[str]) -> str:
         # evaluate exactly the images of this imdb (images skipped as broken are left out)
-        from datasets.cache import _atomic_write
         seen, ids = set(), []
         for i in self.image_index:
             if i not in seen:

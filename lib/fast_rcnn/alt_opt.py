@@ -28,7 +28,15 @@ from typing import Callable, List, Optional
 import numpy as np
 import torch
 
-from fast_rcnn.config import cfg_copy, cfg_from_dict, get_output_dir
+from datasets.factory import get_imdb
+from fast_rcnn.config import cfg_copy, cfg_from_dict, check_cfg, get_output_dir
+from fast_rcnn.test import load_detector
+from fast_rcnn.train import filter_roidb, load_snapshot, load_solver, snapshot_name, train_net
+from fast_rcnn.training_data import bbox_target_stats, combined_roidb, make_data_layer
+from nets.faster_rcnn import FasterRCNN
+from nets.weights import load_pretrained
+from rpn.generate import imdb_proposals, proposals_path, save_imdb_proposals
+from utils.atomic import atomic_write
 
 METHOD = 'faster_rcnn_alt_opt'
 # cfg keys that define the network: every stage must agree on them, or stage N+1 could not take stage N's weights
@@ -86,8 +94,6 @@ class AltOpt:
 
     def __init__(self, net_name: str, imdb_name: str, cfg, weights: Optional[str], device: torch.device,
                  seed: int, log: Callable[..., None] = print) -> None:
-        from datasets.factory import get_imdb
-        from fast_rcnn.train import load_solver
         self.net_name = net_name
         self.imdb_name = imdb_name
         self.cfg = cfg
@@ -123,7 +129,6 @@ class AltOpt:
         self.classes = list(self.parts[0].classes)
 
     def _stage_cfg(self, st: Stage):
-        from fast_rcnn.config import check_cfg
         c = cfg_copy(self.cfg)
         solver = self.solvers[st.number]
         if solver['cfg']:
@@ -139,13 +144,11 @@ class AltOpt:
     # ------------------------------------------------------------------ outputs
     def stage_output(self, st: Stage) -> str:
         """The final snapshot of stage ``st``: <prefix>_<infix>_iter_<max_iter>.pth."""
-        from fast_rcnn.train import snapshot_name
         solver = self.solvers[st.number]
         return osp.join(self.output_dir, snapshot_name(solver, self.stage_cfgs[st.number], int(solver['max_iter'])))
 
     def proposal_files(self, rpn_snapshot: str) -> List[str]:
         """Per training dataset: output/<EXP_DIR>/<its name>/<RPN snapshot name>_rpn_proposals.npz."""
-        from rpn.generate import proposals_path
         name = osp.splitext(osp.basename(rpn_snapshot))[0]
         return [proposals_path(get_output_dir(p, cfg=self.cfg), name) for p in self.parts]
 
@@ -154,7 +157,6 @@ class AltOpt:
             return False
         if path.endswith('.npz'):
             return True  # written atomically: there means whole
-        from fast_rcnn.train import load_snapshot
         try:
             load_snapshot(path)
         except ValueError as e:
@@ -166,7 +168,6 @@ class AltOpt:
     def run(self) -> str:
         """All stages (skipping the complete ones); returns the final model's path, printed last as
         ``Final model: PATH``."""
-        from utils.atomic import atomic_write
         rpn1 = self._train(STAGES[0], init=None)
         props1 = self._proposals(STAGES[0], rpn1)
         frcn1 = self._train(STAGES[1], init=None if self.weights else rpn1, proposals=props1)
@@ -181,9 +182,6 @@ class AltOpt:
         return final
 
     def _train(self, st: Stage, init: Optional[str], proposals: Optional[List[str]] = None) -> str:
-        from fast_rcnn.train import filter_roidb, train_net
-        from fast_rcnn.training_data import bbox_target_stats, combined_roidb, make_data_layer
-        from nets.faster_rcnn import FasterRCNN
         out = self.stage_output(st)
         if self._complete(out):
             self.log('Skipping stage {} ({}): {} exists'.format(st.number, st.title, out), flush=True)
@@ -219,8 +217,6 @@ class AltOpt:
         return last
 
     def _initialise(self, model, st: Stage, init: Optional[str]) -> None:
-        from fast_rcnn.train import load_snapshot
-        from nets.weights import load_pretrained
         if init is None:
             if self.weights:
                 info = load_pretrained(model, self.weights)
@@ -241,8 +237,6 @@ class AltOpt:
             if missing else ''))
 
     def _proposals(self, st: Stage, rpn_snapshot: str) -> List[str]:
-        from fast_rcnn.test import load_detector
-        from rpn.generate import imdb_proposals, save_imdb_proposals
         files = self.proposal_files(rpn_snapshot)
         if all(osp.isfile(f) for f in files):
             for f in files:

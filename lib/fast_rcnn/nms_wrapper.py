@@ -4,14 +4,15 @@ numpy dets: the CUDA NMS when cfg.USE_GPU_NMS, a GPU is visible and the extensio
 the C++ CPU NMS (cfg: the model's, which load_detector sets from its device; None: config.py's defaults). Torch dets: decided by their device (CUDA NMS for CUDA tensors, CPU NMS for CPU tensors).
 force_cpu=True always takes the CPU NMS. A missing extension falls back to a slower exact one with one warning.
 """
-from typing import Union
 import warnings
+from typing import Union
 
 import numpy as np
 import torch
 
 from fast_rcnn.config import given_or_default
 from nms import gpu_nms as _gpu
+from nms.py_cpu_nms import py_cpu_nms
 
 try:
     from nms.cpu_nms import cpu_nms as _cpu_nms
@@ -34,7 +35,6 @@ def _warn_once(msg: str) -> None:
 def _cpu(dets: np.ndarray, thresh: float, max_keep: int) -> np.ndarray:
     if _cpu_nms is not None:
         return _cpu_nms(dets, thresh, max_keep)
-    from nms.py_cpu_nms import py_cpu_nms
     _warn_once('nms_wrapper: the C++ CPU NMS (nms.cpu_nms) is not built (%s); using the slow numpy py_cpu_nms. '
                'Build it with `make setup`.' % _CPU_ERROR)
     return _first(py_cpu_nms(dets, thresh), max_keep)

@@ -6,6 +6,7 @@ iteration, RNG states, data-layer position, cfg, solver, classes, and a SHA-256 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import os.path as osp
 import random
@@ -18,6 +19,7 @@ import torch
 
 from fast_rcnn.config import cfg_to_dict
 from fast_rcnn.solver import SOLVER_DEFAULTS
+from utils.atomic import atomic_write, clean_stale_temps, pid_alive
 
 
 SNAPSHOT_FORMAT = 'py-faster-rcnn-torch-snapshot/2'   # /2: with a checksum of its tensors
@@ -94,14 +96,12 @@ def find_snapshots(output_dir: str, solver: Dict[str, Any], cfg) -> List[Tuple[i
 def atomic_torch_save(obj: Any, path: str) -> None:
     """torch.save to ``path`` atomically (utils.atomic.atomic_write: no temp file left on failure, a full disk
     reported as such, the previous file intact)."""
-    from utils.atomic import atomic_write
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def clean_stale_snapshot_temps(output_dir: str) -> List[str]:
     """Remove temp files of snapshot writers on this host that were killed; returns their paths (also the
     ``NAME.pth.tmp.PID`` files of earlier versions)."""
-    from utils.atomic import clean_stale_temps, pid_alive
     removed = clean_stale_temps(output_dir)
     for p in glob.glob(osp.join(output_dir, '*.pth.tmp.*')):
         pid = p.rsplit('.', 1)[-1]
@@ -117,7 +117,6 @@ def clean_stale_snapshot_temps(output_dir: str) -> List[str]:
 def tensors_checksum(obj: Any) -> str:
     """SHA-256 over every tensor of a (nested) snapshot dict, with its place, dtype and shape, in key order; other
     values by their repr. The ``checksum`` entry itself is left out."""
-    import hashlib
     h = hashlib.sha256()
 
     def walk(v: Any, where: str) -> None:

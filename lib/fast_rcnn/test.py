@@ -24,8 +24,15 @@ import numpy as np
 import torch
 
 from datasets.ds_utils import read_image
+from datasets.pascal_voc import VOC_CLASSES
 from fast_rcnn.bbox_transform import bbox_transform_inv, clip_boxes
 from fast_rcnn.config import cfg_copy, cfg_from_dict, cfg_from_file, cfg_from_list, default_cfg
+from fast_rcnn.nms_wrapper import nms
+from fast_rcnn.train import check_device, load_snapshot, nonfinite_tensors
+from fast_rcnn.training_data import proposal_method, use_proposals
+from nets.faster_rcnn import FasterRCNN
+from nets.weights import caffe_detector_spec, load_caffe_detector, read_caffemodel
+from utils.atomic import atomic_write
 from utils.blob import im_list_to_blob, prep_im_for_blob
 
 # Keys of a snapshot's cfg that describe the training machine or where it wrote, not the model: never carried
@@ -40,7 +47,6 @@ def _model_keys(snapshot_cfg: dict) -> dict:
 
 
 def _nms(dets: np.ndarray, thresh: float, cfg) -> List[int]:
-    from fast_rcnn.nms_wrapper import nms
     return [int(i) for i in nms(dets, thresh, cfg=cfg)]
 
 
@@ -61,7 +67,6 @@ def build_cfg(snapshot_cfg: Optional[dict] = None, cfg_files: Sequence[str] = ()
 def resolve_device(device: Optional[str], gpu: Optional[int] = None) -> torch.device:
     """'cpu', 'cuda' or 'cuda:N' (or --gpu N) -> torch.device; fast_rcnn.train.CommandLineError (a ValueError, one
     line) when it is not a device or CUDA is missing."""
-    from fast_rcnn.train import check_device
     return check_device(device, gpu)
 
 
@@ -82,8 +87,6 @@ def load_detector(path: str, cfg_files: Sequence[str] = (), set_cfgs: Sequence[s
     VGG16_faster_rcnn_final.caffemodel), whose class names are ``classes`` (default: PASCAL VOC's).
     The model's name (``model.name``) is the file name without its extension, as the original used the
     caffemodel's basename for the output folder."""
-    from fast_rcnn.train import load_snapshot, nonfinite_tensors
-    from nets.faster_rcnn import FasterRCNN
     if path.lower().endswith('.caffemodel'):
         return _load_caffe_detector(path, cfg_files, set_cfgs, torch.device(device), classes)
     snap = load_snapshot(path)
@@ -111,9 +114,6 @@ def _load_caffe_detector(path: str, cfg_files: Sequence[str], set_cfgs: Sequence
                          classes: Optional[Sequence[str]]) -> Tuple[Any, Any, List[str]]:
     """The original's trained Faster R-CNN (.caffemodel) as a detector: network and class count from its layers,
     the original's test settings (config.py's defaults, then the cfg files and --set pairs)."""
-    from datasets.pascal_voc import VOC_CLASSES
-    from nets.faster_rcnn import FasterRCNN
-    from nets.weights import caffe_detector_spec, load_caffe_detector, read_caffemodel
     layers = read_caffemodel(path)
     net_name, num_classes, anchors = caffe_detector_spec(layers, path)
     classes = list(VOC_CLASSES if classes is None else classes)
@@ -231,7 +231,6 @@ def _detect_pass(net, im: np.ndarray, target: int, flip: bool, cfg) -> Tuple[np.
 def apply_nms(all_boxes, thresh):
     """Per class and image NMS (CPU) of all_boxes[cls][image] (D, 5) [x1, y1, x2, y2, score]; returns the same
     structure, with [] where nothing is left (as the original, used by tools/reval.py --nms)."""
-    from fast_rcnn.nms_wrapper import nms
     num_classes = len(all_boxes)
     num_images = len(all_boxes[0])
     nms_boxes = [[[] for _ in range(num_images)] for _ in range(num_classes)]
@@ -428,7 +427,6 @@ def imdb_proposals(imdb, path: Optional[str], method: str = 'rpn') -> List[np.nd
     """The object proposals of every image of ``imdb`` for Fast R-CNN testing, from ``path`` (rpn_generate.py's
     .npz, the original's .pkl, or a selective-search .mat) or, without one, the dataset's own file for ``method``
     (cfg.TEST.PROPOSAL_METHOD): the roidb's non-gt boxes, as the original's test_net."""
-    from fast_rcnn.training_data import proposal_method, use_proposals
     use_proposals(imdb, proposal_method(path, method), path)
     return [entry['boxes'][entry['gt_classes'] == 0] for entry in imdb.roidb]
 
@@ -495,7 +493,6 @@ def write_eval_report(imdb, output_dir: str, snapshot: Optional[str] = None,
     and, where there are precision/recall curves, ``pr_curves.png`` into ``output_dir`` (both atomically).
     Returns the metrics, or None (nothing written) when the imdb left no ``last_eval`` (no ground truth, or a
     dataset class that does not record one)."""
-    from utils.atomic import atomic_write
     last = getattr(imdb, 'last_eval', None)
     if not isinstance(last, dict) or 'mean_ap' not in last:
         return None

@@ -19,6 +19,8 @@ import math
 import os
 import os.path as osp
 import sys
+import tempfile
+import threading
 import time
 from collections import deque
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -34,6 +36,8 @@ from fast_rcnn.snapshot import (  # noqa: F401 - also re-exported: the tools and
 from fast_rcnn.solver import (  # noqa: F401 - also re-exported
     SOLVER_DEFAULTS, SOLVER_TYPES, CaffeAdam, CaffeSGD, SolverError, learning_rate, load_solver, make_optimizer,
     param_groups)
+from roi_data_layer import roidb as rdl_roidb
+from utils.train_record import CONFIG_NAME, LOG_NAME, PLOT_NAME, TEXT_LOG_NAME, StdoutTee, TrainRecord
 
 
 class TrainingDiverged(FloatingPointError):
@@ -102,7 +106,6 @@ class StopOnSignal:
 
     def __enter__(self) -> 'StopOnSignal':
         import signal
-        import threading
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handler)
@@ -132,7 +135,6 @@ def get_training_roidb(imdb, cfg=None):
     """Returns a roidb (list of dicts) for training: flipped images appended when TRAIN.USE_FLIPPED, then
     prepared (image paths, sizes, max_overlaps, max_classes)."""
     cfg = given_or_default(cfg)
-    from roi_data_layer import roidb as rdl_roidb
     if cfg.TRAIN.USE_FLIPPED:
         print('Appending horizontally-flipped training examples...')
         imdb.append_flipped_images()
@@ -145,7 +147,6 @@ def get_training_roidb(imdb, cfg=None):
 
 def filter_roidb(roidb, cfg=None):
     """Drop images with no usable RoI (the datasets helper's roi_data_layer.roidb.filter_roidb)."""
-    from roi_data_layer import roidb as rdl_roidb
     return rdl_roidb.filter_roidb(roidb, cfg=cfg)
 
 
@@ -489,7 +490,6 @@ class SharedMemorySum:
     """
 
     def __init__(self, numel: int, dtype: torch.dtype) -> None:
-        import tempfile
         import torch.distributed as dist
         self.rank, self.nproc = process_group()
         self.numel = int(numel)
@@ -546,7 +546,6 @@ def _fmt_eta(sec: float) -> str:
 
 
 def _record_files(output_dir: str) -> List[str]:
-    from utils.train_record import CONFIG_NAME, LOG_NAME, PLOT_NAME
     return [osp.join(output_dir, n) for n in (LOG_NAME, PLOT_NAME, CONFIG_NAME)]
 
 
@@ -568,7 +567,6 @@ def train_net(model, data_layer, output_dir: str, solver: Dict[str, Any], cfg, c
     writes."""
     if int(max_iters) < 1:
         raise ValueError('the number of iterations must be at least 1, got {}'.format(max_iters))
-    from utils.train_record import StdoutTee, TEXT_LOG_NAME, TrainRecord
     t_start = time.time()
     sw = SolverWrapper(model, data_layer, output_dir, solver, cfg, classes, imdb_name, seed=seed,
                        bbox_stats=bbox_stats)

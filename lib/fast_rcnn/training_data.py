@@ -7,6 +7,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from datasets.factory import get_imdb
+from datasets.summary import summarize
+from fast_rcnn.train import get_training_roidb
+from roi_data_layer.layer import RoIDataLayer
+from roi_data_layer.roidb import add_bbox_regression_targets
+
 
 def proposal_method(path: Optional[str], default: str) -> str:
     """The roidb method for a proposal file: 'selective_search' for the original's .mat layout, 'rpn' for
@@ -31,9 +37,6 @@ def combined_roidb(imdb_names: str, cfg, proposals: Optional[str] = None, log=pr
 
     proposals: for Fast R-CNN training (TRAIN.HAS_RPN False), the proposal file of each dataset, joined with '+'
     in the same order (None: TRAIN.PROPOSAL_METHOD's default files)."""
-    from datasets.factory import get_imdb
-    from datasets.summary import summarize
-    from fast_rcnn.train import get_training_roidb
 
     names = imdb_names.split('+')
     files: Sequence[Optional[str]] = [None] * len(names)
@@ -75,7 +78,6 @@ def bbox_target_stats(roidb: List[Dict[str, Any]], cfg) -> Optional[Tuple[np.nda
     SolverWrapper did this on the filtered roidb); None when the RPN makes the RoIs or BBOX_REG is off."""
     if cfg.TRAIN.HAS_RPN or not cfg.TRAIN.BBOX_REG:
         return None
-    from roi_data_layer.roidb import add_bbox_regression_targets
     print('Computing bounding-box regression targets...')
     means, stds = add_bbox_regression_targets(roidb, cfg)
     print('done')
@@ -84,5 +86,4 @@ def bbox_target_stats(roidb: List[Dict[str, Any]], cfg) -> Optional[Tuple[np.nda
 
 def make_data_layer(roidb: List[Dict[str, Any]], num_classes: int, cfg, seed: int):
     """The resumable RoIDataLayer over ``roidb``."""
-    from roi_data_layer.layer import RoIDataLayer
     return RoIDataLayer(roidb, num_classes, cfg=cfg, seed=seed)

@@ -31,8 +31,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from fast_rcnn.config import given_or_default
-from nets.backbones import NetDef, build_net
+from fast_rcnn.nms_wrapper import nms
 from nets import ops
+from nets.backbones import NetDef, build_net
 
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)
 TORCHVISION_STD = (0.229, 0.224, 0.225)
@@ -365,7 +366,6 @@ class FasterRCNN(nn.Module):
             self.head.train(was_training)
         loss = F.cross_entropy(cls_score, labels, reduction='none') + ops.smooth_l1_loss(
             bbox_pred, targets, inside_weights, outside_weights, sigma=1.0, per_row=True)
-        from fast_rcnn.nms_wrapper import nms
         order = torch.argsort(loss, descending=True, stable=True)
         kept = nms(torch.cat((rois[order, 1:5], loss[order, None]), 1).float(), OHEM_NMS_THRESH)
         return order[kept[:n].to(order.device)]

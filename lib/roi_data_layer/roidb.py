@@ -5,8 +5,9 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from datasets.ds_utils import bbox_overlaps
+from datasets.ds_utils import bbox_overlaps, check_image_file
 from datasets.imdb import dense_overlaps
+from fast_rcnn.bbox_transform import bbox_transform
 from fast_rcnn.config import given_or_default
 
 
@@ -19,7 +20,6 @@ def prepare_roidb(imdb) -> None:
     (a missing, unreadable or truncated image is an ImageFileError naming it). The size is the stored pixels',
     which is what the training reads (no EXIF rotation).
     """
-    from datasets.ds_utils import check_image_file
     roidb = imdb.roidb
     for i in range(len(imdb.image_index)):
         entry = roidb[i]
@@ -49,7 +49,6 @@ def _compute_targets(rois: np.ndarray, overlaps: np.ndarray, labels: np.ndarray,
     rois: (R, 4); overlaps: (R,) max overlaps; labels: (R,) max classes. Rows with overlap >= BBOX_THRESH get
     targets towards the gt box (an overlap == 1 row) they overlap most; other rows are 0.
     """
-    from fast_rcnn.bbox_transform import bbox_transform
     cfg = given_or_default(cfg)
     gt_inds = np.where(overlaps == 1)[0]
     if len(gt_inds) == 0:

@@ -2,12 +2,13 @@
 what Fast R-CNN trains and tests on, and eval_recall scores."""
 from __future__ import annotations
 
+import os.path as osp
 from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from datasets.ds_utils import read_image
+from datasets.ds_utils import read_image, save_proposals
 from utils.blob import im_list_to_blob, prep_im_for_blob
 
 
@@ -42,7 +43,6 @@ def imdb_proposals(net, imdb, cfg=None, log=print) -> Tuple[List[np.ndarray], Li
 
 def proposals_path(output_dir: str, net_name: str) -> str:
     """<output_dir>/<snapshot name>_rpn_proposals.npz (the original wrote <net>_rpn_proposals.pkl)."""
-    import os.path as osp
     return osp.join(output_dir, '{}_rpn_proposals.npz'.format(net_name))
 
 
@@ -50,6 +50,5 @@ def save_imdb_proposals(path: str, imdb, boxes: List[np.ndarray], scores: List[n
                         image_ids: Optional[List[str]] = None) -> None:
     """Write ``boxes``/``scores`` of every image of ``imdb`` atomically as .npz (datasets.ds_utils.save_proposals),
     with the images' ids."""
-    from datasets.ds_utils import save_proposals
     rows = [np.hstack([b, s[:, None]]) for b, s in zip(boxes, scores)]
     save_proposals(path, rows, image_ids=list(imdb.image_index) if image_ids is None else image_ids)

@@ -25,6 +25,7 @@ import torch
 
 from fast_rcnn.bbox_transform import bbox_transform_inv, clip_boxes
 from fast_rcnn.config import given_or_default
+from fast_rcnn.nms_wrapper import nms
 from rpn.generate_anchors import generate_anchors, shift_anchors
 
 Array = Union[np.ndarray, torch.Tensor]
@@ -149,7 +150,6 @@ def _anchor_geometry(height: int, width: int, feat_stride: int, anchor_scales: T
 def _proposals_numpy(prob: np.ndarray, pred: np.ndarray, info: np.ndarray, anchors: np.ndarray, A: int,
                      min_size: Any, pre_nms_top_n: int, post_nms_top_n: int, nms_thresh: float,
                      geometry: Tuple[np.ndarray, ...], cfg) -> Tuple[np.ndarray, np.ndarray]:
-    from fast_rcnn.nms_wrapper import nms
 
     # bbox_transform_inv and clip_boxes of the original, on one contiguous (H*W*A,) row per coordinate instead of
     # (N, 4) columns (the same float32 arithmetic, a few times faster); rows ordered (h, w, a), like the anchors
@@ -198,7 +198,6 @@ def _proposals_numpy(prob: np.ndarray, pred: np.ndarray, info: np.ndarray, ancho
 def _proposals_torch(prob: Array, pred: Array, info: np.ndarray, anchors_np: np.ndarray, A: int,
                      min_size: Any, pre_nms_top_n: int, post_nms_top_n: int,
                      nms_thresh: float) -> Tuple[torch.Tensor, torch.Tensor]:
-    from fast_rcnn.nms_wrapper import nms
 
     with torch.no_grad():
         if isinstance(prob, torch.Tensor):

@@ -20,9 +20,7 @@ set -e
 export PYTHONUNBUFFERED="True"
 
 cd "$(dirname "$0")/../.."
-if [ -z "${PYTHON}" ]; then
-  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
-fi
+source experiments/scripts/common.sh
 
 DEV=$1
 NET=$2
@@ -38,18 +36,7 @@ len=${#array[@]}
 EXTRA_ARGS=${array[@]:3:$len}
 EXTRA_ARGS_SLUG=${EXTRA_ARGS// /_}
 
-case ${DEV} in
-  cpu|cuda|cuda:*)
-    DEVICE_ARGS="--device ${DEV}"
-    ;;
-  *[!0-9]*)
-    echo "DEVICE must be a GPU id, cuda, cuda:N or cpu (got ${DEV})"
-    exit 1
-    ;;
-  *)
-    DEVICE_ARGS="--device cuda:${DEV}"
-    ;;
-esac
+DEVICE_ARGS=$(device_args "${DEV}")
 
 case $DATASET in
   pascal_voc)
@@ -76,17 +63,7 @@ if [ ! -d "models/${PT_DIR}/${NET}/faster_rcnn_alt_opt" ]; then
   echo "No alt-opt solvers for ${NET} on ${DATASET}: models/${PT_DIR}/${NET}/faster_rcnn_alt_opt does not exist"
   exit 1
 fi
-WEIGHTS_ARGS=""
-if [ "${NET}" != "TINY" ]; then
-  if [ -z "${WEIGHTS}" ]; then
-    WEIGHTS=data/imagenet_models/${NET}.v2.caffemodel
-    # what data/scripts/fetch_imagenet_models.sh downloads by default: torchvision's VGG16
-    if [ ! -f "${WEIGHTS}" ] && [ "${NET}" = "VGG16" ] && [ -f data/imagenet_models/vgg16-397923af.pth ]; then
-      WEIGHTS=data/imagenet_models/vgg16-397923af.pth
-    fi
-  fi
-  WEIGHTS_ARGS="--weights ${WEIGHTS}"
-fi
+WEIGHTS_ARGS=$(weights_args "${NET}")
 
 # The stage solvers of this dataset: MODELS_DIR joins the user's --set (which must come last).
 SET_ARGS="--set MODELS_DIR models/${PT_DIR}"
@@ -96,12 +73,7 @@ case ${EXTRA_ARGS} in
   *) echo "Extra arguments must be --set KEY VALUE ... (got ${EXTRA_ARGS})"; exit 1 ;;
 esac
 
-TEST_PROC_ARGS=""
-if [ -n "${NPROC}" ]; then
-  TEST_PROC_ARGS="--nproc ${NPROC}"
-elif [ "${NET}" = "TINY" ] && [ "${DEV}" = "cpu" ] && [ "$(nproc 2>/dev/null || echo 1)" -ge 2 ]; then
-  TEST_PROC_ARGS="--nproc 2"
-fi
+TEST_PROC_ARGS=$(nproc_args "${NET}" "${DEV}")
 
 mkdir -p experiments/logs
 LOG="experiments/logs/faster_rcnn_alt_opt_${NET}_${EXTRA_ARGS_SLUG}.txt.`date +'%Y-%m-%d_%H-%M-%S'`"

@@ -20,9 +20,7 @@ set -e
 export PYTHONUNBUFFERED="True"
 
 cd "$(dirname "$0")/../.."
-if [ -z "${PYTHON}" ]; then
-  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python; fi
-fi
+source experiments/scripts/common.sh
 
 DEV=$1
 NET=$2
@@ -38,21 +36,9 @@ len=${#array[@]}
 EXTRA_ARGS=${array[@]:3:$len}
 EXTRA_ARGS_SLUG=${EXTRA_ARGS// /_}
 
-case ${DEV} in
-  cpu|cuda|cuda:*)
-    DEVICE_ARGS="--device ${DEV}"
-    ;;
-  *[!0-9]*)
-    echo "DEVICE must be a GPU id, cuda, cuda:N or cpu (got ${DEV})"
-    exit 1
-    ;;
-  *)
-    DEVICE_ARGS="--device cuda:${DEV}"
-    ;;
-esac
+DEVICE_ARGS=$(device_args "${DEV}")
 
 ITERS_ARGS=""
-WEIGHTS_ARGS=""
 case $DATASET in
   pascal_voc)
     TRAIN_IMDB="voc_2007_trainval"
@@ -86,26 +72,12 @@ if [ ! -f "${SOLVER}" ]; then
   echo "No solver for ${NET} on ${DATASET}: ${SOLVER} does not exist"
   exit 1
 fi
-if [ "${NET}" != "TINY" ]; then
-  if [ -z "${WEIGHTS}" ]; then
-    WEIGHTS=data/imagenet_models/${NET}.v2.caffemodel
-    # what data/scripts/fetch_imagenet_models.sh downloads by default: torchvision's VGG16
-    if [ ! -f "${WEIGHTS}" ] && [ "${NET}" = "VGG16" ] && [ -f data/imagenet_models/vgg16-397923af.pth ]; then
-      WEIGHTS=data/imagenet_models/vgg16-397923af.pth
-    fi
-  fi
-  WEIGHTS_ARGS="--weights ${WEIGHTS}"
-fi
+WEIGHTS_ARGS=$(weights_args "${NET}")
 
 # Data-parallel processes (train_net.py --nproc: they share out each iteration's iter_size minibatches, the result
 # is the same; test_net.py --nproc: they share out the test images). TINY's solver has iter_size 2: on a CPU with
 # 2 or more cores, one process each. NPROC overrides.
-PROC_ARGS=""
-if [ -n "${NPROC}" ]; then
-  PROC_ARGS="--nproc ${NPROC}"
-elif [ "${NET}" = "TINY" ] && [ "${DEV}" = "cpu" ] && [ "$(nproc 2>/dev/null || echo 1)" -ge 2 ]; then
-  PROC_ARGS="--nproc 2"
-fi
+PROC_ARGS=$(nproc_args "${NET}" "${DEV}")
 
 mkdir -p experiments/logs
 LOG="experiments/logs/faster_rcnn_end2end_${NET}_${EXTRA_ARGS_SLUG}.txt.`date +'%Y-%m-%d_%H-%M-%S'`"

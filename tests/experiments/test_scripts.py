@@ -99,3 +99,9 @@ def test_scripts_find_the_weights_fetch_imagenet_models_downloads_by_default(tmp
             assert calls[0][calls[0].index('--weights') + 1] == 'data/imagenet_models/vgg16-397923af.pth', script
     finally:
         os.remove(tv)
+
+
+def test_a_device_that_is_not_one_stops_the_script(tmp_path):
+    proc, calls = _run(tmp_path, 'faster_rcnn_end2end.sh', ['gpu0', 'TINY', 'shapes'])
+    assert proc.returncode != 0 and 'DEVICE must be a GPU id, cuda, cuda:N or cpu (got gpu0)' in proc.stderr
+    assert not calls

@@ -4,6 +4,7 @@
     tools/bench_net.py                       # TINY with models/shapes/TINY's settings, and VGG16 at 600x1000
     tools/bench_net.py --nets TINY --repeat 5 --device cpu
     tools/bench_net.py --nets TINY --set AMP off      # float32 convolutions, for a machine's AMX speed-up
+    tools/bench_net.py --nets VGG16 --vs-torchvision  # and torchvision's FasterRCNN on the same VGG16 body
 
 Stages: data (minibatch: read, resize, blob), backbone, rpn (head + softmax), proposal (proposal layer),
 targets (anchor target + proposal target layers), head (RoI pooling + fc + heads), loss, backward (+ SGD step).
@@ -12,13 +13,16 @@ of TRAIN.SCALES (a solver with several draws one per image); a test image is one
 (test-time augmentation runs one per scale, and per flip).
 The random weights make no difference to the time of any stage except the proposal layer's NMS (which sees
 random scores, a fair worst case). Not a test: it prints a table.
+
+--vs-torchvision (VGG16) also times torchvision's FasterRCNN built on the same VGG16 conv body (conv1_1-conv5_3,
+stride 16, conv1-conv2 frozen as the original), with the original's anchors, proposal counts (12000/2000 training,
+6000/300 testing), sampling (256 anchors, 128 RoIs at 25% foreground), 7x7 RoI max pooling and a 4096-d head, on
+the same blob sizes, in float32 with the same threads, and prints our time over its (data loading left out of both).
 """
 import _init_paths  # noqa: F401
 
 import argparse
-import os
 import os.path as osp
-import sys
 import tempfile
 import time
 
@@ -45,6 +49,8 @@ def parse_args(argv=None):
     p.add_argument('--size', type=int, nargs=2, default=None, metavar=('H', 'W'),
                    help='image size before scaling (default: TINY 375x500, others 600x1000)')
     p.add_argument('--threads', type=int, default=None)
+    p.add_argument('--vs-torchvision', dest='vs_torchvision', action='store_true',
+                   help="VGG16: also time torchvision's FasterRCNN on the same conv body (float32)")
     p.add_argument('--set', dest='set_cfgs', nargs=argparse.REMAINDER, default=None,
                    help='cfg overrides after the solver\'s, e.g. --set AMP off SIZE_DIVISIBILITY 1')
     return p.parse_args(argv)
@@ -92,7 +98,6 @@ def minibatch(path, boxes, num_classes, cfg, rng):
 
 def bench(net_name, args, tmpdir):
     from fast_rcnn.train import make_optimizer
-    from fast_rcnn.test import im_detect
     from nets.faster_rcnn import FasterRCNN
     c, solver = make_cfg(DEFAULT_SOLVERS[net_name], args.set_cfgs)
     device = torch.device(args.device)
@@ -148,6 +153,86 @@ def bench(net_name, args, tmpdir):
     return (tuple(blobs['data'].shape[2:]), tuple(blob.shape[2:])), train_rows, test_rows, c
 
 
+class _RoIMaxPool(torch.nn.Module):
+    """torchvision's box_roi_pool interface around torchvision.ops.roi_pool (the original's RoI max pooling)."""
+
+    def __init__(self, size, scale):
+        super().__init__()
+        self.size, self.scale = size, scale
+
+    def forward(self, features, proposals, image_shapes):
+        from torchvision.ops import roi_pool
+        return roi_pool(features['0'], proposals, (self.size, self.size), self.scale)
+
+
+def torchvision_vgg16(num_classes):
+    """torchvision's FasterRCNN on VGG16's conv body with the original's VGG16 settings (see the module doc)."""
+    import torchvision
+    from torchvision.models.detection import FasterRCNN as TVFasterRCNN
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.rpn import AnchorGenerator
+    body = torchvision.models.vgg16(weights=None).features[:30]  # conv5_3 + ReLU, without pool5: stride 16
+    for layer in list(body)[:10]:  # conv1_1 .. conv2_2 frozen, as the original's VGG16
+        for prm in layer.parameters():
+            prm.requires_grad_(False)
+    body.out_channels = 512
+    model = TVFasterRCNN(
+        body, num_classes=None, min_size=600, max_size=1000,
+        rpn_anchor_generator=AnchorGenerator(sizes=((128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),)),
+        rpn_pre_nms_top_n_train=12000, rpn_post_nms_top_n_train=2000, rpn_pre_nms_top_n_test=6000,
+        rpn_post_nms_top_n_test=300, rpn_nms_thresh=0.7, rpn_batch_size_per_image=256,
+        box_head=TwoMLPHead(512 * 7 * 7, 4096),
+        box_predictor=FastRCNNPredictor(4096, num_classes), box_batch_size_per_image=128,
+        box_positive_fraction=0.25, box_score_thresh=0.05, box_nms_thresh=0.3, box_detections_per_img=100)
+    model.roi_heads.box_roi_pool = _RoIMaxPool(7, 1.0 / 16)  # its constructor accepts RoIAlign only
+    return model
+
+
+def bench_torchvision(args, train_shape, test_shape, boxes):
+    """Mean seconds of a training iteration (forward, backward, SGD step) and of a test image, at our blobs'
+    sizes (torchvision's transform then leaves them as they are)."""
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    model = torchvision_vgg16(args.num_classes).to(device)
+    opt = torch.optim.SGD([prm for prm in model.parameters() if prm.requires_grad], lr=1e-4, momentum=0.9)
+    rng = np.random.RandomState(0)
+
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+
+    def timed(fn):
+        out = []
+        for it in range(args.repeat + 1):
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            if it > 0:
+                out.append(time.perf_counter() - t0)
+        return float(np.mean(out))
+
+    im = torch.from_numpy(rng.rand(3, *train_shape).astype(np.float32)).to(device)
+    scale = float(train_shape[0]) / DEFAULT_SIZES['VGG16'][0]
+    target = {'boxes': torch.from_numpy(boxes[:, :4] * scale).float().to(device),
+              'labels': torch.arange(len(boxes), device=device) % (args.num_classes - 1) + 1}
+
+    def train_step():
+        model.train()
+        losses = model([im], [target])
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+
+    im_test = torch.from_numpy(rng.rand(3, *test_shape).astype(np.float32)).to(device)
+
+    def test_step():
+        model.eval()
+        with torch.no_grad():
+            model([im_test])
+    return timed(train_step), timed(test_step)
+
+
 def report(name, shape, rows, kind):
     mean = {s: float(np.mean([r.get(s, 0.0) for r in rows])) for s in STAGES}
     total = sum(mean.values())
@@ -179,6 +264,16 @@ def main(argv=None):
                           amp_dtype(c.AMP, torch.device(args.device)) or 'float32', c.SIZE_DIVISIBILITY))
             report(name, train_shape, train_rows, 'train')
             report(name, test_shape, test_rows, 'test')
+            if args.vs_torchvision and name.upper() == 'VGG16':
+                _, boxes = fake_image(*DEFAULT_SIZES['VGG16'], np.random.RandomState(0))
+                tv_train, tv_test = bench_torchvision(args, train_shape, test_shape, boxes)
+                ours_train = float(np.mean([sum(v for k, v in r.items() if k != 'data') for r in train_rows]))
+                ours_test = float(np.mean([sum(v for k, v in r.items() if k != 'data') for r in test_rows]))
+                print("torchvision's FasterRCNN on the same VGG16 body (float32, data loading left out of both):")
+                print('  training iteration: ours {:.3f} s, torchvision {:.3f} s: ours/torchvision {:.2f}x'.format(
+                    ours_train, tv_train, ours_train / tv_train))
+                print('  test image:         ours {:.3f} s, torchvision {:.3f} s: ours/torchvision {:.2f}x'.format(
+                    ours_test, tv_test, ours_test / tv_test))
 
 
 if __name__ == '__main__':

@@ -16,6 +16,9 @@ the solver's max_iter. Snapshots go to output/<EXP_DIR>/<imdb name>/, which the 
 command resumes from the newest one, --fresh moves the earlier ones to old/<time>/ there.
 --nproc N trains data-parallel in N processes (torch.distributed: gloo on CPU, NCCL on GPUs) that share out each
 iteration's iter_size minibatches: the same training as one process, faster (a run may resume with another N).
+Under torchrun (`torchrun --nproc_per_node N [--nnodes M --rdzv-...] tools/train_net.py ...`) the N x M processes
+do the same through torch's env:// rendezvous, one GPU each (LOCAL_RANK); rank 0 logs, locks the output folder and
+writes the snapshots (on several machines, to a folder every rank reads).
 
 Beside the snapshots the run keeps its record: config.yml, train_log.jsonl (one JSON object per display line),
 loss.png (redrawn at each snapshot), log.txt (a copy of what it printed), TensorBoard events when the tensorboard
@@ -170,10 +173,28 @@ def _fail(e, status):
     sys.exit(status)
 
 
+def torchrun_env():
+    """(rank, world size, local rank, processes on this machine) when torchrun started this process, else None."""
+    env = os.environ
+    if not all(k in env for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')):
+        return None
+    world = int(env['WORLD_SIZE'])
+    return int(env['RANK']), world, int(env['LOCAL_RANK']), int(env.get('LOCAL_WORLD_SIZE', world))
+
+
 def run(argv=None):
     args = parse_args(argv)
+    launched = torchrun_env()
+    if launched is not None:
+        if args.nproc != 1:
+            sys.exit('train_net.py: --nproc and torchrun both start processes: use one of them')
+        args.nproc = launched[1]
+        if launched[0] > 0:  # rank 0 prints for all
+            sys.stdout = open(os.devnull, 'w')
     from fast_rcnn.train import check_device, check_weights_file
     device = check_device(args.device, args.gpu_id)  # before anything heavy: the command line's own mistakes
+    if launched is not None and device.type == 'cuda':
+        device = torch.device('cuda', launched[2])  # torchrun: one GPU per process on each machine
     if args.pretrained_model is not None:
         check_weights_file(args.pretrained_model)
     from utils.train_record import install_tee
@@ -195,13 +216,15 @@ def run(argv=None):
     if device.type == 'cuda':
         cfg.GPU_ID = device.index or 0
     if not 1 <= args.nproc <= int(solver['iter_size']):
-        sys.exit('train_net.py: --nproc must be between 1 and the solver\'s iter_size ({}), got {}: the processes '
-                 'share out the iter_size minibatches of an iteration'.format(solver['iter_size'], args.nproc))
-    if device.type == 'cuda' and args.nproc > 1 and torch.cuda.device_count() < args.nproc:
-        sys.exit('train_net.py: --nproc {} needs {} GPUs, this machine has {}'.format(
-            args.nproc, args.nproc, torch.cuda.device_count()))
+        sys.exit('train_net.py: {} must be between 1 and the solver\'s iter_size ({}), got {}: the processes '
+                 'share out the iter_size minibatches of an iteration (a larger batch is a larger iter_size)'.format(
+                     '--nproc' if launched is None else "torchrun's world size", solver['iter_size'], args.nproc))
+    local_procs = args.nproc if launched is None else launched[3]
+    if device.type == 'cuda' and local_procs > 1 and torch.cuda.device_count() < local_procs:
+        sys.exit('train_net.py: {} processes on this machine need {} GPUs, it has {}'.format(
+            local_procs, local_procs, torch.cuda.device_count()))
     threads = args.threads or torch.get_num_threads()
-    torch.set_num_threads(max(1, threads // args.nproc))
+    torch.set_num_threads(max(1, threads // local_procs))
     if cfg.TRAIN.HAS_RPN and cfg.TRAIN.IMS_PER_BATCH != 1:
         sys.exit('train_net.py: end-to-end Faster R-CNN training needs TRAIN.IMS_PER_BATCH 1 (got {})'.format(
             cfg.TRAIN.IMS_PER_BATCH))
@@ -248,6 +271,11 @@ def run(argv=None):
                       frozen=netdef.frozen if solver['frozen_layers'] is None else list(solver['frozen_layers']),
                       threads=torch.get_num_threads(), bbox_stats=bbox_stats,
                       mode='end2end' if cfg.TRAIN.HAS_RPN else 'fast_rcnn')
+    if launched is not None:
+        job.rendezvous = 'env://'
+        if launched[0] > 0:  # rank 0 holds the lock and keeps the record
+            train_process(launched[0], job)
+            return
     from utils.lock import OutputLock
     with OutputLock(output_dir, force=args.force_unlock) as lock:  # this process runs the run: it holds the lock
         from utils.train_record import TEXT_LOG_NAME
@@ -255,7 +283,7 @@ def run(argv=None):
         if lock.took_over:
             print('Took over the lock of {} from pid {} (on {}), which is gone'.format(
                 output_dir, lock.took_over.get('pid'), lock.took_over.get('host')))
-        if args.nproc == 1:
+        if args.nproc == 1 or launched is not None:
             train_process(0, job)
             return
         import tempfile
@@ -343,11 +371,13 @@ def train_process(rank, job):
         from utils.runtime import tune_cpu_runtime
         tune_cpu_runtime()  # the denormal mode is not inherited through spawn
         torch.set_num_threads(job.threads)
+        spawned = job.rendezvous.startswith('file://')
         if device.type == 'cuda':
-            device = torch.device('cuda', rank)
+            local = rank if spawned else int(os.environ['LOCAL_RANK'])
+            device = torch.device('cuda', local)
             torch.cuda.set_device(device)
-            cfg.DEVICE, cfg.GPU_ID = str(device), rank
-        elif sys.platform.startswith('linux'):
+            cfg.DEVICE, cfg.GPU_ID = str(device), local
+        elif spawned and sys.platform.startswith('linux'):
             os.environ.setdefault('GLOO_SOCKET_IFNAME', 'lo')  # one machine: loopback, whatever the host name
         dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo', init_method=job.rendezvous,
                                 rank=rank, world_size=nproc)

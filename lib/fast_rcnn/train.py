@@ -19,7 +19,6 @@ import math
 import os
 import os.path as osp
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
@@ -173,9 +172,9 @@ class SolverWrapper:
     RoIs (TRAIN.HAS_RPN False).
 
     In a process group (``--nproc N``, torch.distributed), the iter_size minibatches of an iteration are shared
-    out (minibatch j to process j % N) and the gradients summed over the processes (through shared memory on the
-    CPU, one all_reduce on GPUs): the same update as one process running them all. Process 0 prints and writes
-    the snapshots.
+    out (minibatch j to process j % N) and the gradients summed over the processes (one all_reduce: gloo on the
+    CPU, NCCL on GPUs): the same update as one process running them all (bit for bit with two processes; with
+    more, up to the order of the float sums). Process 0 prints and writes the snapshots.
     """
 
     def __init__(self, model, data_layer, output_dir: str, solver: Dict[str, Any], cfg, classes: Sequence[str],
@@ -192,7 +191,6 @@ class SolverWrapper:
         self.imdb_name = imdb_name
         self.device = next(model.parameters()).device
         self.optimizer = make_optimizer(model, solver)
-        self._shm_sum: Optional['SharedMemorySum'] = None
         self.iter = 0
         self._bad: Optional[Tuple[int, float, List[str]]] = None  # a divergence seen on the CPU
         self._bad_iter: Optional[torch.Tensor] = None              # on a GPU: its first iteration, on the device
@@ -449,9 +447,9 @@ class SolverWrapper:
             self.data_layer.forward()
 
     def _all_reduce(self, sums: Dict[str, torch.Tensor], stop: bool = False) -> bool:
-        """Sum the gradients and the losses over the process group: through shared memory on the CPU
-        (``SharedMemorySum``), one all_reduce on GPUs. ``stop``: this process was signalled to stop; returns
-        whether any process was (one more element summed with the losses: no extra round trip)."""
+        """Sum the gradients and the losses over the process group in one all_reduce. ``stop``: this process was
+        signalled to stop; returns whether any process was (one more element summed with the losses: no extra
+        round trip)."""
         import torch.distributed as dist
         params = [p for _, p, _, _ in self.optimizer.groups]
         for p in params:
@@ -463,65 +461,15 @@ class SolverWrapper:
         losses = torch.stack([sums[k] for k in keys]).to(params[0].grad)
         flag = torch.full((1,), 1.0 if stop else 0.0, dtype=losses.dtype, device=losses.device)
         parts = [p.grad.reshape(-1) for p in params] + [losses, flag]
-        if self.device.type == 'cpu':
-            if self._shm_sum is None:
-                self._shm_sum = SharedMemorySum(sum(t.numel() for t in parts), parts[0].dtype)
-            self._shm_sum(parts)       # in place: parts are views of the gradients
-        else:
-            flat = torch.cat(parts)
-            dist.all_reduce(flat)
-            off = 0
-            for t in parts:
-                t.copy_(flat[off:off + t.numel()])
-                off += t.numel()
+        flat = torch.cat(parts)
+        dist.all_reduce(flat)
+        off = 0
+        for t in parts:  # views of the gradients: written in place
+            t.copy_(flat[off:off + t.numel()])
+            off += t.numel()
         for i, k in enumerate(keys):
             sums[k] = losses[i]
         return bool(flag[0] > 0)
-
-
-class SharedMemorySum:
-    """The sum over the processes of a torch.distributed group on one machine of a flat float vector, through a
-    shared-memory file: each process writes its vector into its own slot, a barrier, then every process adds the
-    slots in rank order. The same bits as one process accumulating the minibatches in order, and ~2x as fast as
-    gloo's all_reduce over loopback (TINY's 6 MB of gradients: ~6 ms against ~12 ms).
-
-    Two sets of slots, used in alternate calls, so that a process that runs ahead never overwrites a slot that
-    another is still reading: it cannot pass the next call's barrier before all have finished reading this one.
-    """
-
-    def __init__(self, numel: int, dtype: torch.dtype) -> None:
-        import torch.distributed as dist
-        self.rank, self.nproc = process_group()
-        self.numel = int(numel)
-        path = [None]
-        if self.rank == 0:
-            shm = '/dev/shm' if osp.isdir('/dev/shm') else None
-            fd, path[0] = tempfile.mkstemp(prefix='frcnn_grads_', dir=shm)
-            os.ftruncate(fd, 2 * self.nproc * self.numel * torch.empty((), dtype=dtype).element_size())
-            os.close(fd)
-        dist.broadcast_object_list(path, src=0)
-        self.buf = torch.from_file(path[0], shared=True, size=2 * self.nproc * self.numel,
-                                   dtype=dtype).view(2, self.nproc, self.numel)
-        dist.barrier()
-        if self.rank == 0:  # every process has it mapped: the file can go, the memory stays until the last unmaps
-            os.unlink(path[0])
-        self.calls = 0
-
-    def __call__(self, parts: Sequence[torch.Tensor]) -> None:
-        """parts: contiguous 1-d tensors of ``numel`` elements in all, this process's vector; each is overwritten
-        with its sum over the processes."""
-        import torch.distributed as dist
-        slots = self.buf[self.calls % 2]
-        self.calls += 1
-        torch.cat(list(parts), out=slots[self.rank])
-        dist.barrier()
-        off = 0
-        for t in parts:
-            seg = slots[:, off:off + t.numel()]
-            torch.add(seg[0], seg[1], out=t) if self.nproc > 1 else t.copy_(seg[0])
-            for r in range(2, self.nproc):
-                t += seg[r]
-            off += t.numel()
 
 
 def _signal_name(signum: int) -> str:

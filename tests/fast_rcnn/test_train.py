@@ -1,6 +1,5 @@
 """Training: Caffe SGD and lr policies against hand computation, a short run whose loss falls, snapshots that
 load to the same detections, resuming that reproduces the uninterrupted run, solver files."""
-import os
 import os.path as osp
 
 import numpy as np
@@ -250,38 +249,3 @@ def test_snapshot_of_another_file_is_a_clear_error(tmp_path):
     torch.save({'a': torch.zeros(1)}, str(p))
     with pytest.raises(ValueError, match='not a py-faster-rcnn-torch snapshot'):
         load_snapshot(str(p))
-
-
-def _shared_sum_worker(rank, rendezvous, queue):
-    import torch.distributed as dist
-    os.environ.setdefault('GLOO_SOCKET_IFNAME', 'lo')
-    dist.init_process_group('gloo', init_method=rendezvous, rank=rank, world_size=3)
-    try:
-        from fast_rcnn.train import SharedMemorySum
-        shm = SharedMemorySum(4, torch.float32)
-        # float32: (1 + 1e8) rounds to 1e8, so rank order ((r0 + r1) + r2) gives 0 where r0 + (r1 + r2) gives 1
-        first = [torch.tensor([[1.0, 1e8, -1e8][rank], float(rank)]), torch.tensor([10.0 * rank, 1.0])]
-        shm(first)
-        second = [torch.tensor([float(rank), 0.0, 0.0, 2.0])]   # the other set of slots, another split
-        shm(second)
-        queue.put((rank, [t.tolist() for t in first], second[0].tolist()))
-    finally:
-        dist.destroy_process_group()
-
-
-def test_shared_memory_sum_adds_in_rank_order_in_place(tmp_path):
-    import socket
-    import torch.multiprocessing as mp
-    try:
-        with socket.socket() as probe:
-            probe.bind(('127.0.0.1', 0))
-    except OSError as e:
-        pytest.skip('no loopback networking here ({}): torch.distributed cannot run'.format(e))
-    ctx = mp.get_context('spawn')
-    queue = ctx.Queue()
-    mp.start_processes(_shared_sum_worker, args=('file://' + str(tmp_path / 'rv'), queue), nprocs=3,
-                       start_method='spawn')
-    got = sorted(queue.get(timeout=60) for _ in range(3))
-    for rank, first, second in got:
-        assert first == [[0.0, 3.0], [30.0, 3.0]], rank
-        assert second == [3.0, 0.0, 0.0, 6.0], rank

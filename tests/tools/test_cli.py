@@ -155,9 +155,10 @@ def test_vgg16_without_weights_is_refused_with_the_reason(tmp_path):
 
 
 def test_nproc_2_computes_what_one_process_does_and_resumes(tmp_path):
-    """--nproc 2 shares each iteration's iter_size = 2 minibatches between two processes and sums their gradients:
-    bit for bit what one process computes (one thread each, so the same arithmetic), also when the killed run is
-    resumed by one process; more processes than iter_size is refused."""
+    """--nproc 2 (and torchrun --nproc_per_node 2) share each iteration's iter_size = 2 minibatches between two
+    processes and sum their gradients: bit for bit what one process computes (one thread each, so the same
+    arithmetic), also when a stopped run is resumed (by one process, or under torchrun again); more processes than
+    iter_size is refused."""
     import socket
     import torch
     try:  # gloo talks over the loopback interface
@@ -195,3 +196,21 @@ def test_nproc_2_computes_what_one_process_does_and_resumes(tmp_path):
         assert torch.equal(a['model'][k], b['model'][k]) and torch.equal(c['model'][k], b['model'][k]), k
     rc, out = train('three', '--nproc', '3')
     assert rc != 0 and "between 1 and the solver's iter_size (2)" in out
+
+    # the same under torchrun (env:// rendezvous): a run stopped after 2 iterations, then the same command again
+    def torchrun(exp, *extra):
+        return _run(['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', 'tools/train_net.py',
+                     '--solver', solver, '--imdb', folder + ':trainval', '--threads', '2',
+                     '--cfg', 'experiments/cfgs/faster_rcnn_end2end.yml'] + list(extra) +
+                    ['--set', 'ROOT_DIR', str(tmp_path), 'DATA_DIR', str(tmp_path / 'data'), 'EXP_DIR', exp])
+
+    rc, out = torchrun('torchrun', '--iters', '2')
+    assert rc == 0, out
+    assert out.count('Iteration 2, ') == 1  # rank 0 alone logs
+    rc, out = torchrun('torchrun')
+    assert rc == 0, out
+    assert 'Resuming from ' in out and 'Iteration 3, ' in out
+    d = torch.load(osp.join(str(tmp_path), 'output', 'torchrun', 'toyset_trainval', 'cli_tiny_iter_4.pth'),
+                   weights_only=True)
+    for k in b['model']:
+        assert torch.equal(d['model'][k], b['model'][k]), k

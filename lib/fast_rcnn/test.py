@@ -22,6 +22,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from datasets.ds_utils import read_image
 from datasets.pascal_voc import VOC_CLASSES
@@ -290,23 +291,27 @@ def draw_box(im: np.ndarray, box: Sequence[float], text: str, color=(0, 0, 255))
     cv2.putText(im, text, (x1 + 1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
 
 
-def _progress(i: int, n: int, t0: float, detect_s: float, misc_s: float) -> None:
-    """A progress bar with ETA: redrawn in place on a terminal, one line per tenth of the images otherwise."""
-    done = i + 1
-    tty = sys.stdout.isatty()
-    if not tty and done != n and done % max(1, n // 10) != 0:
-        return
-    elapsed = time.time() - t0
-    eta = elapsed / done * (n - done)
-    width = 30
-    fill = int(width * done / max(n, 1))
-    line = 'im_detect: [{}{}] {:d}/{:d} {:.3f}s {:.3f}s ETA {:d}:{:02d}'.format(
-        '#' * fill, '.' * (width - fill), done, n, detect_s, misc_s, int(eta) // 60, int(eta) % 60)
-    if tty:
-        sys.stdout.write('\r' + line + ('\n' if done == n else ''))
-    else:
-        sys.stdout.write(line + '\n')
-    sys.stdout.flush()
+class _LogLines:
+    """tqdm's output for a log (stdout not a terminal): each refresh of the bar one line, no carriage returns."""
+
+    def __init__(self, f) -> None:
+        self.f = f
+
+    def write(self, text: str) -> None:
+        text = text.replace('\r', '').rstrip()
+        if text:
+            self.f.write(text + '\n')
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def _progress_bar(n: int) -> tqdm:
+    """test_net's bar: redrawn in place on a terminal, a line per tenth of the images in a log."""
+    if sys.stdout.isatty():
+        return tqdm(total=n, desc='im_detect', file=sys.stdout, dynamic_ncols=True)
+    return tqdm(total=n, desc='im_detect', file=_LogLines(sys.stdout), ncols=100, ascii=True,
+                mininterval=0, maxinterval=float('inf'), miniters=max(1, n // 10))
 
 
 def check_classes(model_classes: Sequence[str], imdb) -> None:
@@ -405,14 +410,16 @@ def test_net(net, imdb, max_per_image: int = 100, thresh: float = 0.05, vis: boo
     if proposals is not None and len(proposals) != num_images:
         raise ValueError('{} proposal lists for the {} images of {}'.format(len(proposals), num_images, imdb.name))
     job = (net, imdb, cfg, thresh, max_per_image, vis, output_dir, proposals)
-    t0 = time.time()
     detect_s = misc_s = 0.0
-    for done, (i, dets, t_detect, t_misc) in enumerate(_detections(job, num_images, nproc)):
-        for j in range(1, imdb.num_classes):
-            all_boxes[j][i] = dets[j]
-        detect_s += t_detect
-        misc_s += t_misc
-        _progress(done, num_images, t0, detect_s / (done + 1), misc_s / (done + 1))
+    with _progress_bar(num_images) as bar:
+        for done, (i, dets, t_detect, t_misc) in enumerate(_detections(job, num_images, nproc)):
+            for j in range(1, imdb.num_classes):
+                all_boxes[j][i] = dets[j]
+            detect_s += t_detect
+            misc_s += t_misc
+            bar.set_postfix_str('detect {:.3f}s, nms {:.3f}s'.format(detect_s / (done + 1), misc_s / (done + 1)),
+                                refresh=False)
+            bar.update(1)
 
     det_file = osp.join(output_dir, 'detections.pkl')
     tmp = det_file + '.tmp'

@@ -198,3 +198,14 @@ def test_test_net_in_two_processes_finds_what_one_process_does(tmp_path):
             np.testing.assert_array_equal(one[j][i], two[j][i])
     with pytest.raises(ValueError, match='nproc'):
         frt.test_net(m, imdb, cfg=c, output_dir=str(tmp_path / 'x'), nproc=0)
+
+
+def test_progress_in_a_log_is_a_line_per_tenth(capsys):
+    from fast_rcnn.test import _progress_bar
+    with _progress_bar(200) as bar:
+        for _ in range(200):
+            bar.update(1)
+    lines = capsys.readouterr().out.splitlines()
+    assert '\r' not in ''.join(lines)
+    assert 10 <= len(lines) <= 12, lines
+    assert lines[-1].startswith('im_detect: 100%') and '200/200' in lines[-1]

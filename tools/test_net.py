@@ -55,7 +55,7 @@ def main(argv=None):
     tune_cpu_runtime()
     from datasets.factory import get_imdb
     from fast_rcnn.config import ConfigError, get_output_dir
-    from fast_rcnn.test import (build_cfg, check_classes, imdb_proposals, load_detector, portable_imdb_name,
+    from fast_rcnn.test import (build_cfg, check_classes, load_detector, read_proposals, portable_imdb_name,
                                 resolve_device, test_net)
 
     print('Called with args:')
@@ -112,7 +112,7 @@ def main(argv=None):
             sys.exit('test_net.py: {}: TEST.HAS_RPN is off (a Fast R-CNN network): pass --proposals FILE'.format(
                 args.caffemodel))
         try:  # without --proposals, TEST.PROPOSAL_METHOD's file of the dataset (selective search), as the original
-            proposals = imdb_proposals(imdb, args.proposals, cfg.TEST.PROPOSAL_METHOD)
+            proposals = read_proposals(imdb, args.proposals, cfg.TEST.PROPOSAL_METHOD)
         except (OSError, ValueError, NotImplementedError) as e:
             sys.exit('test_net.py: {}: {}'.format(
                 '--proposals ' + args.proposals if args.proposals else 'TEST.PROPOSAL_METHOD ' +

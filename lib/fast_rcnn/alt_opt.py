@@ -32,7 +32,7 @@ from datasets.factory import get_imdb
 from fast_rcnn.config import cfg_copy, cfg_from_dict, check_cfg, get_output_dir
 from fast_rcnn.test import load_detector
 from fast_rcnn.train import filter_roidb, load_snapshot, load_solver, snapshot_name, train_net
-from fast_rcnn.training_data import bbox_target_stats, combined_roidb, make_data_layer
+from fast_rcnn.training_data import bbox_target_stats, combined_roidb, make_data_layer, run_imdb
 from nets.faster_rcnn import FasterRCNN
 from nets.weights import load_pretrained
 from rpn.generate import imdb_proposals, proposals_path, save_imdb_proposals
@@ -89,7 +89,6 @@ class AltOpt:
         weights: ImageNet weights for stages 1 and 2 (None: the network must train from scratch).
         device: torch.device.
         seed: the RNG seed of every stage (cfg.RNG_SEED).
-        frozen: conv layers fixed in stages 1 and 2 (None: the network's own, as the original's prototxts).
     """
 
     def __init__(self, net_name: str, imdb_name: str, cfg, weights: Optional[str], device: torch.device,
@@ -121,11 +120,7 @@ class AltOpt:
                     raise ValueError('{} sets {} = {} but {} has {}: every stage must build the same network'.format(
                         st.solver_name, key, b, STAGES[0].solver_name, a))
         self.parts = [get_imdb(n, cfg) for n in imdb_name.split('+')]
-        if len(self.parts) == 1:
-            self.output_dir = get_output_dir(self.parts[0], cfg=cfg)
-        else:
-            from datasets.imdb import imdb as imdb_base
-            self.output_dir = get_output_dir(imdb_base(imdb_name), cfg=cfg)
+        self.output_dir = get_output_dir(run_imdb(self.parts, imdb_name), cfg=cfg)
         self.classes = list(self.parts[0].classes)
 
     def _stage_cfg(self, st: Stage):

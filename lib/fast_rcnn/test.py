@@ -377,7 +377,7 @@ def test_net(net, imdb, max_per_image: int = 100, thresh: float = 0.05, vis: boo
     """Test ``net`` on every image of ``imdb`` and evaluate.
 
     ``proposals``: with TEST.HAS_RPN off (Fast R-CNN), each image's object proposals (R_i, 4) in image pixels,
-    in the imdb's order (``imdb_proposals``).
+    in the imdb's order (``read_proposals``).
 
     Writes ``detections.pkl`` (all_boxes[cls][image] = (N, 5) float32) into ``output_dir`` (default
     output/<EXP_DIR>/<imdb name>/<net.name>) and returns ``imdb.evaluate_detections``' result (the mean AP for
@@ -430,7 +430,7 @@ def test_net(net, imdb, max_per_image: int = 100, thresh: float = 0.05, vis: boo
     return evaluate_and_report(imdb, all_boxes, output_dir, snapshot, imdb_spec)
 
 
-def imdb_proposals(imdb, path: Optional[str], method: str = 'rpn') -> List[np.ndarray]:
+def read_proposals(imdb, path: Optional[str], method: str = 'rpn') -> List[np.ndarray]:
     """The object proposals of every image of ``imdb`` for Fast R-CNN testing, from ``path`` (rpn_generate.py's
     .npz, the original's .pkl, or a selective-search .mat) or, without one, the dataset's own file for ``method``
     (cfg.TEST.PROPOSAL_METHOD): the roidb's non-gt boxes, as the original's test_net."""

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from datasets.factory import get_imdb
+from datasets.imdb import imdb as imdb_base
 from datasets.summary import summarize
 from fast_rcnn.train import get_training_roidb
 from roi_data_layer.layer import RoIDataLayer
@@ -65,11 +66,17 @@ def combined_roidb(imdb_names: str, cfg, proposals: Optional[str] = None, log=pr
                 raise ValueError('cannot join {} and {}: their classes differ ({} vs {})'.format(
                     imdb.name, other.name, list(imdb.classes), list(other.classes)))
             roidb = roidb + r
-        from datasets.imdb import imdb as imdb_base
-        joined = imdb_base(imdb_names)
-        joined._classes = imdb.classes
-        imdb = joined
-    return imdb, roidb
+    return run_imdb([p for p, _ in parts], imdb_names), roidb
+
+
+def run_imdb(parts: Sequence[Any], imdb_names: str):
+    """The imdb that names a training run's output folder: the dataset itself, or for several joined with '+' an
+    empty one named after all of them, with the first one's classes."""
+    if len(parts) == 1:
+        return parts[0]
+    joined = imdb_base(imdb_names)
+    joined._classes = tuple(parts[0].classes)
+    return joined
 
 
 def bbox_target_stats(roidb: List[Dict[str, Any]], cfg) -> Optional[Tuple[np.ndarray, np.ndarray]]:

@@ -38,7 +38,7 @@ import os.path as osp
 import pprint
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
@@ -173,13 +173,20 @@ def _fail(e, status):
     sys.exit(status)
 
 
-def torchrun_env():
-    """(rank, world size, local rank, processes on this machine) when torchrun started this process, else None."""
+class TorchrunProcess(NamedTuple):
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int  # processes on this machine
+
+
+def torchrun_env() -> Optional[TorchrunProcess]:
+    """This process's place in torchrun's group (its environment variables), or None without torchrun."""
     env = os.environ
     if not all(k in env for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')):
         return None
     world = int(env['WORLD_SIZE'])
-    return int(env['RANK']), world, int(env['LOCAL_RANK']), int(env.get('LOCAL_WORLD_SIZE', world))
+    return TorchrunProcess(int(env['RANK']), world, int(env['LOCAL_RANK']), int(env.get('LOCAL_WORLD_SIZE', world)))
 
 
 def run(argv=None):
@@ -188,13 +195,13 @@ def run(argv=None):
     if launched is not None:
         if args.nproc != 1:
             sys.exit('train_net.py: --nproc and torchrun both start processes: use one of them')
-        args.nproc = launched[1]
-        if launched[0] > 0:  # rank 0 prints for all
+        args.nproc = launched.world_size
+        if launched.rank > 0:  # rank 0 prints for all
             sys.stdout = open(os.devnull, 'w')
     from fast_rcnn.train import check_device, check_weights_file
     device = check_device(args.device, args.gpu_id)  # before anything heavy: the command line's own mistakes
     if launched is not None and device.type == 'cuda':
-        device = torch.device('cuda', launched[2])  # torchrun: one GPU per process on each machine
+        device = torch.device('cuda', launched.local_rank)  # torchrun: one GPU per process on each machine
     if args.pretrained_model is not None:
         check_weights_file(args.pretrained_model)
     from utils.train_record import install_tee
@@ -219,7 +226,7 @@ def run(argv=None):
         sys.exit('train_net.py: {} must be between 1 and the solver\'s iter_size ({}), got {}: the processes '
                  'share out the iter_size minibatches of an iteration (a larger batch is a larger iter_size)'.format(
                      '--nproc' if launched is None else "torchrun's world size", solver['iter_size'], args.nproc))
-    local_procs = args.nproc if launched is None else launched[3]
+    local_procs = args.nproc if launched is None else launched.local_world_size
     if device.type == 'cuda' and local_procs > 1 and torch.cuda.device_count() < local_procs:
         sys.exit('train_net.py: {} processes on this machine need {} GPUs, it has {}'.format(
             local_procs, local_procs, torch.cuda.device_count()))
@@ -273,8 +280,8 @@ def run(argv=None):
                       mode='end2end' if cfg.TRAIN.HAS_RPN else 'fast_rcnn')
     if launched is not None:
         job.rendezvous = 'env://'
-        if launched[0] > 0:  # rank 0 holds the lock and keeps the record
-            train_process(launched[0], job)
+        if launched.rank > 0:  # rank 0 holds the lock and keeps the record
+            train_process(launched.rank, job)
             return
     from utils.lock import OutputLock
     with OutputLock(output_dir, force=args.force_unlock) as lock:  # this process runs the run: it holds the lock

@@ -4,7 +4,8 @@
 NMS: RPN-like proposals (jittered anchors of a 38x50 map, stride 16, clipped to 600x800, random scores, the top-N
 scored) at 2000/6000/12000 boxes, IoU 0.7. torchvision gets x2+1, y2+1 so that its IoU equals ours (+1 areas).
 RoI pooling and RoIAlign (2x2 points a bin; CPU): forward+backward, 7x7, features 1x512x38x50, spatial scale
-1/16, 128/300/2000 proposal RoIs.
+1/16, 128/300/2000 proposal RoIs. The three RPN layers (no peer: times only) at VGG16's sizes: a 38x50 map, 9
+anchors, 5 gt boxes, the proposal layer with the TRAIN (12000 -> 2000) and TEST (6000 -> 300) settings.
 CPU always; CUDA too when a GPU and our CUDA build are there. Not a test: timings depend on the machine.
 
     .venv/bin/python tools/bench_ops.py [--threads N] [--repeat R] [--no-cuda]
@@ -24,6 +25,10 @@ sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..', 'lib'))
 import roi_pooling  # noqa: E402
 from nms import gpu_nms as gpu  # noqa: E402
 from nms.cpu_nms import cpu_nms  # noqa: E402
+from fast_rcnn.config import default_cfg  # noqa: E402
+from rpn.anchor_target_layer import anchor_target_layer  # noqa: E402
+from rpn.proposal_layer import proposal_layer  # noqa: E402
+from rpn.proposal_target_layer import proposal_target_layer  # noqa: E402
 
 
 def anchors_9() -> np.ndarray:
@@ -144,6 +149,27 @@ def bench_roi_align(repeat: int) -> None:
               lambda f, r: torchvision.ops.roi_align(f, r, (7, 7), 1.0 / 16, 2, False))
 
 
+def bench_rpn_layers(device: str, repeat: int) -> None:
+    rng = np.random.RandomState(0)
+    cfg = default_cfg()
+    H, W = 38, 50
+    info = np.array([[600, 800, 1.6]], np.float32)
+    prob = torch.from_numpy(rng.uniform(size=(1, 18, H, W)).astype(np.float32)).to(device)
+    pred = torch.from_numpy((rng.randn(1, 36, H, W) * 0.2).astype(np.float32)).to(device)
+    xy = rng.uniform(0, 500, size=(5, 2))
+    gt = torch.from_numpy(np.hstack([xy, xy + rng.uniform(30, 250, size=(5, 2)), rng.randint(1, 21, (5, 1))])
+                          .astype(np.float32)).to(device)
+    sync = device != 'cpu'
+    for key in ('TRAIN', 'TEST'):
+        t = timeit(lambda: proposal_layer(prob, pred, info, key, cfg=cfg), repeat, sync)
+        print('%-34s %9.2f ms' % ('proposal_layer %s %s' % (device, key), t * 1e3), flush=True)
+    rois = proposal_layer(prob, pred, info, 'TRAIN', cfg=cfg)[0]
+    t = timeit(lambda: anchor_target_layer(prob, gt, info, cfg=cfg), repeat, sync)
+    print('%-34s %9.2f ms' % ('anchor_target_layer %s' % device, t * 1e3), flush=True)
+    t = timeit(lambda: proposal_target_layer(rois, gt, 21, cfg=cfg), repeat, sync)
+    print('%-34s %9.2f ms' % ('proposal_target_layer %s %d RoIs' % (device, rois.shape[0]), t * 1e3), flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--threads', type=int, default=0, help='torch intra-op threads (0: torch default)')
@@ -158,6 +184,7 @@ def main() -> None:
     bench_nms('cpu', args.repeat)
     bench_roi_pool('cpu', args.repeat)
     bench_roi_align(args.repeat)
+    bench_rpn_layers('cpu', args.repeat)
     if args.no_cuda or not torch.cuda.is_available():
         print('CUDA: skipped (%s)' % ('--no-cuda' if args.no_cuda else 'no GPU visible'))
         return
@@ -167,6 +194,7 @@ def main() -> None:
     else:
         print('CUDA NMS: skipped (%s)' % gpu.unavailable_reason())
     bench_roi_pool('cuda', args.repeat * 3)
+    bench_rpn_layers('cuda', args.repeat * 3)
 
 
 if __name__ == '__main__':

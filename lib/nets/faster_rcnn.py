@@ -1,8 +1,8 @@
 """The Faster R-CNN detector (approximate joint training, as the original's end2end prototxts).
 
 ``FasterRCNN(net, num_classes, cfg)`` wires a network from ``nets.backbones`` to the RPN head, the RPN and
-proposal-target layers (numpy, no gradient: proposals are detached as in the original), RoI pooling and the
-classification / regression heads.
+proposal-target layers (torch ops on the model's device, no gradient: proposals are detached as in the original),
+RoI pooling and the classification / regression heads.
 
 Forward: ``model(data (1,3,H,W) float32, im_info (1,3) [[H, W, scale]], gt_boxes (G,5) [x1,y1,x2,y2,cls])``
 - training mode: a dict of the four losses ``rpn_loss_cls`` (softmax, ignore label -1, normalised by the number
@@ -34,6 +34,7 @@ from fast_rcnn.config import given_or_default
 from fast_rcnn.nms_wrapper import nms
 from nets import ops
 from nets.backbones import NetDef, build_net
+from rpn.device_ops import as_tensor
 
 TORCHVISION_MEAN = (0.485, 0.456, 0.406)
 TORCHVISION_STD = (0.229, 0.224, 0.225)
@@ -63,12 +64,11 @@ class _Timers:
         self.t = now
 
 
-def _gt_boxes(gt_boxes: Union[torch.Tensor, np.ndarray, None]) -> np.ndarray:
-    """gt_boxes as a (G, 5) float32 numpy array; training needs them."""
+def _gt_boxes(gt_boxes: Union[torch.Tensor, np.ndarray, None], device: torch.device) -> torch.Tensor:
+    """gt_boxes as a (G, 5) float32 tensor on ``device``; training needs them."""
     if gt_boxes is None:
         raise ValueError('FasterRCNN: training the RPN needs gt_boxes (G, 5)')
-    gt = gt_boxes.detach().cpu().numpy() if torch.is_tensor(gt_boxes) else np.asarray(gt_boxes)
-    return gt.reshape(-1, 5).astype(np.float32)
+    return as_tensor(gt_boxes, device, torch.float32).reshape(-1, 5)
 
 
 def _im_info(im_info: Union[torch.Tensor, np.ndarray]) -> np.ndarray:
@@ -213,23 +213,22 @@ class FasterRCNN(nn.Module):
         feat, rpn_cls_score, rpn_cls_score_reshape, rpn_cls_prob_reshape, rpn_bbox_pred = self._rpn(data, tm)
 
         key = 'TRAIN' if self.training else 'TEST'
-        rois_np, _ = self._proposals(rpn_cls_prob_reshape, rpn_bbox_pred, im_info_np, key)
+        rois, _ = self._proposals(rpn_cls_prob_reshape, rpn_bbox_pred, im_info_np, key)
         tm.lap('proposal')
 
         if not self.training:
-            rois = torch.from_numpy(np.ascontiguousarray(rois_np, dtype=np.float32)).to(device)
             cls_score, bbox_pred = self._head(feat, rois)
             tm.lap('head')
             return rois, F.softmax(cls_score, dim=1), bbox_pred
 
-        gt_np = _gt_boxes(gt_boxes)
+        gt = _gt_boxes(gt_boxes, device)
         kw = {} if self.rng is None else {'rng': self.rng}
-        losses = self._rpn_losses(rpn_cls_score, rpn_cls_score_reshape, rpn_bbox_pred, gt_np, im_info_np)
+        losses = self._rpn_losses(rpn_cls_score, rpn_cls_score_reshape, rpn_bbox_pred, gt, im_info_np)
         ohem = bool(cfg.TRAIN.OHEM)
-        rois_np, roi_labels, roi_targets, roi_inside_w, roi_outside_w = ops.proposal_target_layer(
-            rois_np, gt_np, self.num_classes, cfg, sample=not ohem, **kw)
+        rois, roi_labels, roi_targets, roi_inside_w, roi_outside_w = ops.proposal_target_layer(
+            rois, gt, self.num_classes, cfg, sample=not ohem, **kw)
         tm.lap('targets')
-        losses.update(self._head_losses(feat, rois_np, roi_labels, (roi_targets, roi_inside_w, roi_outside_w)))
+        losses.update(self._head_losses(feat, rois, roi_labels, (roi_targets, roi_inside_w, roi_outside_w)))
         tm.lap('head')
         return losses
 
@@ -238,7 +237,7 @@ class FasterRCNN(nn.Module):
         """The RPN alone (alt-opt's RPN stages): {'rpn_loss_cls', 'rpn_loss_bbox'} of one image blob, as in
         ``forward``. data (1, 3, H, W), im_info (1, 3), gt_boxes (G, 5)."""
         _, rpn_cls_score, rpn_cls_score_reshape, _, rpn_bbox_pred = self._rpn(data, _Timers(None, data.device))
-        return self._rpn_losses(rpn_cls_score, rpn_cls_score_reshape, rpn_bbox_pred, _gt_boxes(gt_boxes),
+        return self._rpn_losses(rpn_cls_score, rpn_cls_score_reshape, rpn_bbox_pred, _gt_boxes(gt_boxes, data.device),
                                 _im_info(im_info))
 
     def fast_rcnn_losses(self, data: torch.Tensor, rois: Union[torch.Tensor, np.ndarray],
@@ -248,10 +247,7 @@ class FasterRCNN(nn.Module):
 
         data (N, 3, H, W); rois (R, 5) [image index, x1, y1, x2, y2] in blob pixels; labels (R,); bbox: None
         (TRAIN.BBOX_REG off) or (bbox_targets, bbox_inside_weights, bbox_outside_weights), each (R, 4K)."""
-        feat = self._features(data)
-        rois_np = rois.detach().cpu().numpy() if torch.is_tensor(rois) else np.asarray(rois)
-        labels_np = labels.detach().cpu().numpy() if torch.is_tensor(labels) else np.asarray(labels)
-        return self._head_losses(feat, rois_np, labels_np, bbox)
+        return self._head_losses(self._features(data), rois, labels, bbox)
 
     @torch.no_grad()
     def detect(self, data: torch.Tensor, rois: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -261,36 +257,33 @@ class FasterRCNN(nn.Module):
         return F.softmax(cls_score, dim=1), bbox_pred
 
     def _rpn_losses(self, rpn_cls_score: torch.Tensor, rpn_cls_score_reshape: torch.Tensor,
-                    rpn_bbox_pred: torch.Tensor, gt_np: np.ndarray, im_info_np: np.ndarray) -> Dict[str, torch.Tensor]:
-        """Anchor targets and the RPN's two losses (see the module doc)."""
-        device = rpn_bbox_pred.device
+                    rpn_bbox_pred: torch.Tensor, gt: torch.Tensor, im_info_np: np.ndarray) -> Dict[str, torch.Tensor]:
+        """Anchor targets and the RPN's two losses (see the module doc). gt: (G, 5) on the model's device."""
         A = self.num_anchors
         _, _, H, W = rpn_cls_score.shape
         kw = {} if self.rng is None else {'rng': self.rng}
         labels, targets, inside_w, outside_w = ops.anchor_target_layer(
-            np.empty((1, 1, H, W), np.float32), gt_np, im_info_np, self.feat_stride, self.anchor_scales, self.cfg,
+            rpn_cls_score, gt, im_info_np, self.feat_stride, self.anchor_scales, self.cfg,
             anchor_ratios=self.anchor_ratios, **kw)
-        rpn_labels = torch.from_numpy(np.ascontiguousarray(labels)).to(device).long().view(1, A * H, W)
-        losses = {'rpn_loss_cls': ops.softmax_loss_ignore(rpn_cls_score_reshape, rpn_labels)}
+        losses = {'rpn_loss_cls': ops.softmax_loss_ignore(rpn_cls_score_reshape, labels.long().view(1, A * H, W))}
         # only the foreground anchors' deltas have both weights non-zero: every other term is 0 exactly (its
         # inside weight makes the difference 0), so the loss and its gradient are those of the whole map
-        terms = np.flatnonzero((inside_w.reshape(-1) != 0) & (outside_w.reshape(-1) != 0))
+        terms = torch.nonzero((inside_w.reshape(-1) != 0) & (outside_w.reshape(-1) != 0)).squeeze(1)
         losses['rpn_loss_bbox'] = ops.smooth_l1_loss(
-            rpn_bbox_pred.reshape(1, -1).index_select(1, torch.from_numpy(terms).to(device)),
-            *(torch.from_numpy(x.reshape(1, -1)[:, terms]).to(device).float()
-              for x in (targets, inside_w, outside_w)),
+            rpn_bbox_pred.reshape(1, -1).index_select(1, terms),
+            *(x.reshape(1, -1).index_select(1, terms) for x in (targets, inside_w, outside_w)),
             sigma=3.0)
         return losses
 
-    def _head_losses(self, feat: torch.Tensor, rois_np: np.ndarray, labels_np: np.ndarray,
+    def _head_losses(self, feat: torch.Tensor, rois: Any, labels: Any,
                      bbox: Optional[Sequence[Any]]) -> Dict[str, torch.Tensor]:
         """The RoI head's losses on sampled RoIs: 'loss_cls' (softmax) and, with bbox targets, 'loss_bbox' (smooth
-        L1, sigma 1, divided by the number of RoIs). With TRAIN.OHEM the hardest TRAIN.BATCH_SIZE are kept."""
+        L1, sigma 1, divided by the number of RoIs). With TRAIN.OHEM the hardest TRAIN.BATCH_SIZE are kept.
+        rois (R, 5), labels (R,), bbox: three (R, 4K) blobs or None; tensors (on any device) or numpy."""
         device = feat.device
-        rois = torch.from_numpy(np.ascontiguousarray(rois_np, dtype=np.float32)).to(device)
-        labels = torch.from_numpy(np.ascontiguousarray(labels_np)).to(device).long().view(-1)
-        targets = None if bbox is None else [
-            (x if torch.is_tensor(x) else torch.from_numpy(np.ascontiguousarray(x))).to(device).float() for x in bbox]
+        rois = as_tensor(rois, device, torch.float32)
+        labels = as_tensor(labels, device, torch.long).view(-1)
+        targets = None if bbox is None else [as_tensor(x, device, torch.float32) for x in bbox]
         if bool(self.cfg.TRAIN.OHEM):
             zeros = torch.zeros((rois.shape[0], 4 * self.num_classes), device=device)
             keep = self._hardest_rois(feat, rois, labels, *(targets or (zeros, zeros, zeros)),
@@ -331,10 +324,10 @@ class FasterRCNN(nn.Module):
         return feat, rpn_cls_score, rpn_cls_score_reshape, rpn_cls_prob_reshape, rpn_bbox_pred
 
     def _proposals(self, rpn_cls_prob_reshape: torch.Tensor, rpn_bbox_pred: torch.Tensor, im_info_np: np.ndarray,
-                   key: str) -> Tuple[np.ndarray, np.ndarray]:
-        return ops.proposal_layer(rpn_cls_prob_reshape.detach().cpu().numpy(),
-                                  rpn_bbox_pred.detach().cpu().numpy(), im_info_np, key,
-                                  self.feat_stride, self.anchor_scales, self.cfg, anchor_ratios=self.anchor_ratios)
+                   key: str) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The proposal layer on the model's device: (rois (R, 5), scores (R, 1)) there."""
+        return ops.proposal_layer(rpn_cls_prob_reshape, rpn_bbox_pred, im_info_np, key, self.feat_stride,
+                                  self.anchor_scales, self.cfg, anchor_ratios=self.anchor_ratios)
 
     def proposals(self, data: torch.Tensor, im_info: Union[torch.Tensor, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
         """The RPN's proposals for one image blob, with cfg.TEST's RPN settings (the Fast R-CNN head is not run).
@@ -342,7 +335,8 @@ class FasterRCNN(nn.Module):
         data: (1, 3, H, W) blob. im_info: (1, 3) [[height, width, scale]]. Returns (rois (R, 5) float32
         [0, x1, y1, x2, y2] in blob pixels, scores (R, 1) float32), best first."""
         _, _, _, rpn_cls_prob_reshape, rpn_bbox_pred = self._rpn(data, _Timers(None, data.device))
-        return self._proposals(rpn_cls_prob_reshape, rpn_bbox_pred, _im_info(im_info), 'TEST')
+        rois, scores = self._proposals(rpn_cls_prob_reshape, rpn_bbox_pred, _im_info(im_info), 'TEST')
+        return rois.cpu().numpy(), scores.cpu().numpy()
 
     def _head(self, feat: torch.Tensor, rois: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """RoI pooling, the fc head, cls_score and bbox_pred: rois (R, 5) -> ((R, K), (R, 4K))."""

@@ -9,6 +9,8 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
+from rpn.device_ops import descending_order
+
 try:
     from nms import _gpu_nms as _ext  # type: ignore[attr-defined]
     IMPORT_ERROR: Optional[str] = None
@@ -33,21 +35,6 @@ def unavailable_reason() -> str:
     return ''
 
 
-def _order(dets: torch.Tensor) -> torch.Tensor:
-    """The score order py_cpu_nms and cpu_nms use: numpy's `argsort()[::-1]` of the score column.
-
-    With distinct, non-NaN scores that order is unique, so a GPU sort gives it. Otherwise (tied or NaN scores,
-    where numpy's unstable sort decides) numpy itself computes it on the host, so every back-end keeps the same boxes.
-    """
-    scores = dets[:, 4]
-    sorted_scores, order = torch.sort(scores, descending=True, stable=True)
-    ambiguous = (sorted_scores[1:] == sorted_scores[:-1]).any() | torch.isnan(sorted_scores[:1]).any()
-    if not bool(ambiguous):  # one small device-to-host copy
-        return order
-    host = np.ascontiguousarray(scores.detach().cpu().numpy().argsort()[::-1], dtype=np.int64)
-    return torch.from_numpy(host).to(dets.device)
-
-
 def _compare_in_f64(dtype: torch.dtype, thresh) -> bool:
     """numpy's rule (NEP 50): a Python float thresh is compared in the dets' dtype, a numpy float64 in float64."""
     np_dtype = np.float32 if dtype == torch.float32 else np.float64
@@ -58,7 +45,7 @@ def _raw(dets: torch.Tensor, thresh) -> torch.Tensor:
     if dets.dtype not in (torch.float32, torch.float64):
         dets = dets.float()
     dets = dets.contiguous()
-    order = _order(dets)
+    order = descending_order(dets[:, 4])  # py_cpu_nms's order, ties included
     keep, err = _ext.nms_cuda(dets, order, float(thresh), _compare_in_f64(dets.dtype, thresh))
     if err:
         raise RuntimeError(err)

@@ -20,8 +20,9 @@ Departure (the original crashes here): with no ground-truth box (G = 0) every in
 bg candidates; RPN_BATCHSIZE of them are sampled, with zero targets and outside weight 1/#sampled. Likewise, when
 no anchor lies inside the image, every label is -1 and every target and weight 0.
 
-The work is a few vectorised numpy passes over the inside anchors (the ~17k anchors of a 38x50 map take about a
-millisecond or two); torch inputs are brought to the CPU for it and the outputs go back to their device.
+One implementation in torch ops, on the device of the inputs (numpy inputs: on the CPU, numpy out); the IoU in
+float64 with the original's arithmetic. The subsampling draws its positions from ``rng`` on the host as the original
+(only the fg and bg counts come to the host for it).
 """
 from __future__ import annotations
 
@@ -32,33 +33,12 @@ import torch
 
 from fast_rcnn.bbox_transform import bbox_transform
 from fast_rcnn.config import given_or_default
-from rpn.proposal_layer import DEFAULT_RATIOS, map_anchors, num_anchors
-from utils.cython_bbox import bbox_overlaps
+from rpn.device_ops import anchor_map, as_tensor, bbox_overlaps, first_device, rng_choice
+from rpn.proposal_layer import DEFAULT_RATIOS, num_anchors
 
 Array = Union[np.ndarray, torch.Tensor]
 
 _WHERE = 'rpn/anchor_target_layer.py'
-
-
-def _numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _unmap(data: np.ndarray, count: int, inds: np.ndarray, fill: float) -> np.ndarray:
-    """Scatter rows ``data`` (len(inds), ...) back into a float32 (count, ...) array filled with ``fill``."""
-    out = np.full((count,) + data.shape[1:], fill, dtype=np.float32)
-    out[inds] = data
-    return out
-
-
-def _scatter_rows(blob: np.ndarray, inds: np.ndarray, value: Any, A: int) -> None:
-    """blob (1, 4A, H, W): set the 4 coordinates of anchors ``inds`` (indices in (h, w, a) order) to ``value``
-    (a scalar or (4,)); anchor i = (h W + w) A + a has coordinate k at [0, 4a + k, h, w]."""
-    width = blob.shape[3]
-    h, w, a = inds // (width * A), (inds // A) % width, inds % A
-    blob[0, 4 * a[:, None] + np.arange(4), h[:, None], w[:, None]] = value
 
 
 def anchor_target_layer(rpn_cls_score: Any, gt_boxes: Array, im_info: Any, feat_stride: int = 16,
@@ -85,7 +65,8 @@ def anchor_target_layer(rpn_cls_score: Any, gt_boxes: Array, im_info: Any, feat_
     cfg = given_or_default(cfg)
     if rng is None:
         rng = np.random
-    device = next((x.device for x in (rpn_cls_score, gt_boxes, im_info) if isinstance(x, torch.Tensor)), None)
+    device = first_device(rpn_cls_score, gt_boxes, im_info)
+    work = device or torch.device('cpu')
 
     shape = tuple(rpn_cls_score.shape)
     if len(shape) < 2:
@@ -93,101 +74,103 @@ def anchor_target_layer(rpn_cls_score: Any, gt_boxes: Array, im_info: Any, feat_
     if len(shape) == 4 and shape[0] != 1:
         raise ValueError(f'{_WHERE}: only single-image batches are supported, rpn_cls_score has shape {shape}')
     height, width = int(shape[-2]), int(shape[-1])
-    gt = _numpy(gt_boxes)
-    if gt.size == 0:
+    gt = as_tensor(gt_boxes, work)
+    if gt.numel() == 0:
         gt = gt.reshape(0, 5)
-    if gt.ndim != 2 or gt.shape[1] < 4:
-        raise ValueError(f'{_WHERE}: gt_boxes must be (G, 5) [x1, y1, x2, y2, class], got shape {gt.shape}')
-    info = _numpy(im_info)
+    if gt.dim() != 2 or gt.shape[1] < 4:
+        raise ValueError(f'{_WHERE}: gt_boxes must be (G, 5) [x1, y1, x2, y2, class], got shape {tuple(gt.shape)}')
+    info = im_info.detach().cpu().numpy() if isinstance(im_info, torch.Tensor) else np.asarray(im_info)
     if info.ndim == 2:
         info = info[0]
     if info.ndim != 1 or info.shape[0] < 2:
-        raise ValueError(f'{_WHERE}: im_info must be (1, 3) [[height, width, scale]], got shape '
-                         f'{np.shape(_numpy(im_info))}')
+        raise ValueError(f'{_WHERE}: im_info must be (1, 3) [[height, width, scale]], got shape {np.shape(im_info)}')
 
     train = cfg.TRAIN
+    p = train.RPN_POSITIVE_WEIGHT
+    if not (p < 0 or 0 < p < 1):
+        raise ValueError(f'{_WHERE}: cfg.TRAIN.RPN_POSITIVE_WEIGHT must be < 0 or in (0, 1), got {p}')
     A = num_anchors(anchor_scales, anchor_ratios)
-    all_anchors = map_anchors(height, width, feat_stride, anchor_scales, anchor_ratios)
-    total_anchors = all_anchors.shape[0]
+    with torch.no_grad():
+        labels, bbox_targets, inside_w, outside_w = _anchor_targets(
+            anchor_map(height, width, feat_stride, anchor_scales, anchor_ratios, work), gt, info, train, rng,
+            float(allowed_border))
 
-    inds_inside = np.where((all_anchors[:, 0] >= -allowed_border) &
-                           (all_anchors[:, 1] >= -allowed_border) &
-                           (all_anchors[:, 2] < info[1] + allowed_border) &
-                           (all_anchors[:, 3] < info[0] + allowed_border))[0]
-    anchors = all_anchors[inds_inside, :]
-    n_inside = len(inds_inside)
+    # (H*W*A, ...) rows in (h, w, a) order -> the Caffe blob layouts
+    labels = labels.reshape(1, height, width, A).permute(0, 3, 1, 2).reshape(1, 1, A * height, width)
+    blobs = [x.reshape(1, height, width, 4 * A).permute(0, 3, 1, 2) for x in (bbox_targets, inside_w, outside_w)]
+    out = tuple(x.contiguous() for x in (labels, *blobs))
+    if device is None:
+        return tuple(x.numpy() for x in out)  # type: ignore[return-value]
+    return out  # type: ignore[return-value]
+
+
+def _anchor_targets(all_anchors: torch.Tensor, gt: torch.Tensor, info: np.ndarray, train: Any, rng: Any,
+                    allowed_border: float) -> Tuple[torch.Tensor, ...]:
+    """The layer on one device: all_anchors (N, 4) float64, gt (G, >=4). Returns labels (N,), bbox_targets,
+    inside and outside weights (N, 4), float32, on the anchors' device."""
+    device = all_anchors.device
+    total_anchors = all_anchors.shape[0]
+    inds_inside = torch.nonzero((all_anchors[:, 0] >= -allowed_border) &
+                                (all_anchors[:, 1] >= -allowed_border) &
+                                (all_anchors[:, 2] < float(info[1] + allowed_border)) &
+                                (all_anchors[:, 3] < float(info[0] + allowed_border))).squeeze(1)
+    anchors = all_anchors[inds_inside]
+    n_inside = anchors.shape[0]
     G = gt.shape[0]
 
     if G > 0 and n_inside > 0:
-        overlaps = bbox_overlaps(np.ascontiguousarray(anchors, dtype=np.float64),
-                                 np.ascontiguousarray(gt[:, :4], dtype=np.float64))
-        argmax_overlaps = overlaps.argmax(axis=1)
-        max_overlaps = overlaps[np.arange(n_inside), argmax_overlaps]
-        # per-gt maxima and the anchors that reach them, from a (G, n_inside) copy: numpy reduces a tall
-        # (n_inside, G) array along its long axis ~10x slower. The anchors come out grouped by gt instead of in
-        # anchor order, which changes nothing: they are only labelled fg.
-        overlaps_t = np.ascontiguousarray(overlaps.T)
-        gt_max_overlaps = overlaps_t.max(axis=1)
+        overlaps = bbox_overlaps(anchors, gt)
+        argmax_overlaps = overlaps.argmax(dim=1)
+        max_overlaps = overlaps.gather(1, argmax_overlaps[:, None]).squeeze(1)
+        gt_max_overlaps = overlaps.max(dim=0).values
+        # every anchor that reaches some gt box's best IoU (the original's gt_argmax_overlaps)
+        reaches_best = overlaps == gt_max_overlaps[None, :]
         if train.RPN_GUARD_ZERO_OVERLAP:
-            useful = gt_max_overlaps > 0
-            gt_argmax_overlaps = np.nonzero(overlaps_t[useful] == gt_max_overlaps[useful, None])[1]
-        else:
-            gt_argmax_overlaps = np.nonzero(overlaps_t == gt_max_overlaps[:, None])[1]
+            reaches_best &= gt_max_overlaps[None, :] > 0
+        is_gt_best = reaches_best.any(dim=1)
     else:  # no gt (or no inside anchor): every inside anchor has IoU 0
-        argmax_overlaps = np.zeros((n_inside,), dtype=np.int64)
-        max_overlaps = np.zeros((n_inside,), dtype=np.float64)
-        gt_argmax_overlaps = np.zeros((0,), dtype=np.int64)
+        argmax_overlaps = torch.zeros((n_inside,), dtype=torch.long, device=device)
+        max_overlaps = torch.zeros((n_inside,), dtype=torch.float64, device=device)
+        is_gt_best = torch.zeros((n_inside,), dtype=torch.bool, device=device)
 
-    labels = np.full((n_inside,), -1, dtype=np.float32)
+    labels = torch.full((n_inside,), -1.0, dtype=torch.float32, device=device)
+    below_negative = max_overlaps < train.RPN_NEGATIVE_OVERLAP
     if not train.RPN_CLOBBER_POSITIVES:
-        labels[max_overlaps < train.RPN_NEGATIVE_OVERLAP] = 0
-    labels[gt_argmax_overlaps] = 1
-    labels[max_overlaps >= train.RPN_POSITIVE_OVERLAP] = 1
+        labels[below_negative] = 0
+    labels[is_gt_best | (max_overlaps >= train.RPN_POSITIVE_OVERLAP)] = 1
     if train.RPN_CLOBBER_POSITIVES:
-        labels[max_overlaps < train.RPN_NEGATIVE_OVERLAP] = 0
+        labels[below_negative] = 0
 
-    # subsample fg, then bg, to the batch size
+    # subsample fg, then bg, to the batch size (the index sets in anchor order, as np.where gives them)
     num_fg = int(train.RPN_FG_FRACTION * train.RPN_BATCHSIZE)
-    fg_inds = np.where(labels == 1)[0]
-    if len(fg_inds) > num_fg:
-        labels[rng.choice(fg_inds, size=(len(fg_inds) - num_fg), replace=False)] = -1
-    num_bg = train.RPN_BATCHSIZE - np.sum(labels == 1)
-    bg_inds = np.where(labels == 0)[0]
-    if len(bg_inds) > num_bg:
-        labels[rng.choice(bg_inds, size=(len(bg_inds) - num_bg), replace=False)] = -1
+    fg_inds = torch.nonzero(labels == 1).squeeze(1)
+    if fg_inds.numel() > num_fg:
+        labels[rng_choice(rng, fg_inds, fg_inds.numel() - num_fg)] = -1
+    num_bg = train.RPN_BATCHSIZE - min(int(fg_inds.numel()), num_fg)
+    bg_inds = torch.nonzero(labels == 0).squeeze(1)
+    if bg_inds.numel() > num_bg:
+        labels[rng_choice(rng, bg_inds, bg_inds.numel() - num_bg)] = -1
 
+    bbox_targets = torch.zeros((total_anchors, 4), dtype=torch.float32, device=device)
     if G > 0 and n_inside > 0:
-        bbox_targets = bbox_transform(anchors, gt[argmax_overlaps, :4]).astype(np.float32, copy=False)
-    else:
-        bbox_targets = np.zeros((n_inside, 4), dtype=np.float32)
+        bbox_targets[inds_inside] = bbox_transform(anchors, gt[argmax_overlaps, :4].double()).float()
 
     is_fg = labels == 1
     is_bg = labels == 0
     p = train.RPN_POSITIVE_WEIGHT
     if p < 0:
-        num_examples = int(np.sum(labels >= 0))
+        num_examples = min(int(fg_inds.numel()), num_fg) + min(int(bg_inds.numel()), max(num_bg, 0))
         positive_weight = negative_weight = 1.0 / max(num_examples, 1)
     else:
-        if not 0 < p < 1:
-            raise ValueError(f'{_WHERE}: cfg.TRAIN.RPN_POSITIVE_WEIGHT must be < 0 or in (0, 1), got {p}')
-        positive_weight = p / max(int(np.sum(is_fg)), 1)
-        negative_weight = (1.0 - p) / max(int(np.sum(is_bg)), 1)
+        positive_weight = p / max(min(int(fg_inds.numel()), num_fg), 1)
+        negative_weight = (1.0 - p) / max(min(int(bg_inds.numel()), max(num_bg, 0)), 1)
 
-    # back to all anchors, then to the Caffe blob layouts; the weights are zero but on the few hundred sampled
-    # anchors, so those are scattered straight into (1, 4A, H, W)
-    labels = _unmap(labels, total_anchors, inds_inside, fill=-1)
-    bbox_targets = _unmap(bbox_targets, total_anchors, inds_inside, fill=0)
-    labels = np.ascontiguousarray(labels.reshape((1, height, width, A)).transpose(0, 3, 1, 2)
-                                  .reshape((1, 1, A * height, width)))
-    bbox_targets = np.ascontiguousarray(bbox_targets.reshape((1, height, width, A * 4)).transpose(0, 3, 1, 2))
-    bbox_inside_weights = np.zeros((1, 4 * A, height, width), dtype=np.float32)
-    bbox_outside_weights = np.zeros((1, 4 * A, height, width), dtype=np.float32)
-    fg, bg = inds_inside[is_fg], inds_inside[is_bg]
-    _scatter_rows(bbox_inside_weights, fg, np.asarray(train.RPN_BBOX_INSIDE_WEIGHTS, dtype=np.float32), A)
-    _scatter_rows(bbox_outside_weights, fg, positive_weight, A)
-    _scatter_rows(bbox_outside_weights, bg, negative_weight, A)
-    blobs = [bbox_targets, bbox_inside_weights, bbox_outside_weights]
-    out = (labels, *blobs)
-    if device is not None:
-        return tuple(torch.from_numpy(b).to(device) for b in out)  # type: ignore[return-value]
-    return out  # type: ignore[return-value]
+    # back to all anchors: -1 labels, zero targets and weights outside the image
+    all_labels = torch.full((total_anchors,), -1.0, dtype=torch.float32, device=device)
+    all_labels[inds_inside] = labels
+    inside_w = torch.zeros((total_anchors, 4), dtype=torch.float32, device=device)
+    outside_w = torch.zeros((total_anchors, 4), dtype=torch.float32, device=device)
+    inside_w[inds_inside[is_fg]] = torch.tensor(train.RPN_BBOX_INSIDE_WEIGHTS, dtype=torch.float32, device=device)
+    outside_w[inds_inside[is_fg]] = positive_weight
+    outside_w[inds_inside[is_bg]] = negative_weight
+    return all_labels, bbox_targets, inside_w, outside_w

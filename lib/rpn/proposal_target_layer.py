@@ -18,8 +18,9 @@ Departure (the original crashes here): with no ground-truth box (G = 0) there is
 proposal is a bg candidate whatever BG_THRESH_LO says; up to BATCH_SIZE of them are sampled, all with label 0 and zero
 targets and weights. With no proposals either, the outputs are empty (S = 0).
 
-Vectorised numpy (one IoU matrix, fancy indexing for the class expansion); torch inputs are brought to the CPU and
-the outputs go back to their device.
+One implementation in torch ops, on the device of the inputs (numpy inputs: on the CPU, numpy out); the IoU in
+float64 with the original's arithmetic. The sampling draws its positions from ``rng`` on the host as the original
+(only the fg and bg counts come to the host for it).
 """
 from __future__ import annotations
 
@@ -30,17 +31,11 @@ import torch
 
 from fast_rcnn.bbox_transform import bbox_transform
 from fast_rcnn.config import given_or_default
-from utils.cython_bbox import bbox_overlaps
+from rpn.device_ops import as_tensor, bbox_overlaps, first_device, rng_choice
 
 Array = Union[np.ndarray, torch.Tensor]
 
 _WHERE = 'rpn/proposal_target_layer.py'
-
-
-def _numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
 
 
 def proposal_target_layer(rpn_rois: Array, gt_boxes: Array, num_classes: int, cfg: Optional[Any] = None,
@@ -66,77 +61,90 @@ def proposal_target_layer(rpn_rois: Array, gt_boxes: Array, num_classes: int, cf
     cfg = given_or_default(cfg)
     if rng is None:
         rng = np.random
-    device = next((x.device for x in (rpn_rois, gt_boxes) if isinstance(x, torch.Tensor)), None)
+    device = first_device(rpn_rois, gt_boxes)
+    work = device or torch.device('cpu')
     train = cfg.TRAIN
 
-    rois_in = _numpy(rpn_rois)
-    gt = _numpy(gt_boxes)
-    if rois_in.size == 0:
+    rois_in = as_tensor(rpn_rois, work)
+    gt = as_tensor(gt_boxes, work)
+    if rois_in.numel() == 0:
         rois_in = rois_in.reshape(0, 5)
-    if gt.size == 0:
+    if gt.numel() == 0:
         gt = gt.reshape(0, 5)
-    if rois_in.ndim != 2 or rois_in.shape[1] != 5:
-        raise ValueError(f'{_WHERE}: rpn_rois must be (R, 5) [0, x1, y1, x2, y2], got shape {rois_in.shape}')
-    if gt.ndim != 2 or gt.shape[1] != 5:
-        raise ValueError(f'{_WHERE}: gt_boxes must be (G, 5) [x1, y1, x2, y2, class], got shape {gt.shape}')
+    if rois_in.dim() != 2 or rois_in.shape[1] != 5:
+        raise ValueError(f'{_WHERE}: rpn_rois must be (R, 5) [0, x1, y1, x2, y2], got shape {tuple(rois_in.shape)}')
+    if gt.dim() != 2 or gt.shape[1] != 5:
+        raise ValueError(f'{_WHERE}: gt_boxes must be (G, 5) [x1, y1, x2, y2, class], got shape {tuple(gt.shape)}')
     if num_classes < 1:
         raise ValueError(f'{_WHERE}: num_classes must be >= 1, got {num_classes}')
     G = gt.shape[0]
-    if G and (gt[:, 4].min() < 0 or gt[:, 4].max() >= num_classes):
-        raise ValueError(f'{_WHERE}: gt_boxes classes must lie in [0, {num_classes}), got '
-                         f'{np.unique(gt[:, 4]).tolist()}')
+    if G:
+        classes = gt[:, 4]
+        if bool((classes.min() < 0) | (classes.max() >= num_classes)):
+            raise ValueError(f'{_WHERE}: gt_boxes classes must lie in [0, {num_classes}), got '
+                             f'{np.unique(classes.cpu().numpy()).tolist()}')
 
     # gt boxes become candidates too
-    all_rois = np.vstack((rois_in, np.hstack((np.zeros((G, 1), dtype=gt.dtype), gt[:, :4]))))
-    if not np.all(all_rois[:, 0] == 0):
+    dtype = torch.promote_types(rois_in.dtype, gt.dtype)
+    all_rois = torch.cat((rois_in.to(dtype), torch.cat((gt.new_zeros((G, 1)), gt[:, :4]), dim=1).to(dtype)))
+    if bool((all_rois[:, 0] != 0).any()):
         raise ValueError(f'{_WHERE}: only single-image batches are supported: every rpn_rois[:, 0] must be 0')
+    with torch.no_grad():
+        out = _sample_rois(all_rois, gt, int(num_classes), train, rng, sample)
+    if device is None:
+        return tuple(x.numpy() for x in out)  # type: ignore[return-value]
+    return out  # type: ignore[return-value]
 
+
+def _sample_rois(all_rois: torch.Tensor, gt: torch.Tensor, num_classes: int, train: Any, rng: Any,
+                 sample: bool) -> Tuple[torch.Tensor, ...]:
+    """The layer on one device: all_rois (N, 5) candidates (the proposals, then the gt boxes), gt (G, 5)."""
+    device = all_rois.device
     rois_per_image = int(train.BATCH_SIZE)  # / num_images, which the original fixes at 1
     fg_rois_per_image = int(np.round(train.FG_FRACTION * rois_per_image))
+    G = gt.shape[0]
 
     if G > 0:
-        overlaps = bbox_overlaps(np.ascontiguousarray(all_rois[:, 1:5], dtype=np.float64),
-                                 np.ascontiguousarray(gt[:, :4], dtype=np.float64))
-        gt_assignment = overlaps.argmax(axis=1)
-        max_overlaps = overlaps.max(axis=1)
-        labels = gt[gt_assignment, 4]
-        fg_inds = np.where(max_overlaps >= train.FG_THRESH)[0]
-        bg_inds = np.where((max_overlaps < train.BG_THRESH_HI) & (max_overlaps >= train.BG_THRESH_LO))[0]
+        overlaps = bbox_overlaps(all_rois[:, 1:5], gt)
+        gt_assignment = overlaps.argmax(dim=1)
+        max_overlaps = overlaps.gather(1, gt_assignment[:, None]).squeeze(1)
+        labels = gt[gt_assignment, 4].to(all_rois.dtype)
+        fg_inds = torch.nonzero(max_overlaps >= train.FG_THRESH).squeeze(1)
+        bg_inds = torch.nonzero((max_overlaps < train.BG_THRESH_HI) & (max_overlaps >= train.BG_THRESH_LO)).squeeze(1)
     else:
-        gt_assignment = np.zeros((all_rois.shape[0],), dtype=np.int64)
-        labels = np.zeros((all_rois.shape[0],), dtype=all_rois.dtype)
-        fg_inds = np.zeros((0,), dtype=np.int64)
-        bg_inds = np.arange(all_rois.shape[0])
+        gt_assignment = torch.zeros((all_rois.shape[0],), dtype=torch.long, device=device)
+        labels = all_rois.new_zeros((all_rois.shape[0],))
+        fg_inds = torch.zeros((0,), dtype=torch.long, device=device)
+        bg_inds = torch.arange(all_rois.shape[0], device=device)
 
     if sample:
-        fg_this_image = min(fg_rois_per_image, fg_inds.size)
-        if fg_inds.size > 0:
-            fg_inds = rng.choice(fg_inds, size=fg_this_image, replace=False)
-        bg_this_image = min(rois_per_image - fg_this_image, bg_inds.size)
-        if bg_inds.size > 0:
-            bg_inds = rng.choice(bg_inds, size=bg_this_image, replace=False)
+        fg_this_image = min(fg_rois_per_image, int(fg_inds.numel()))
+        if fg_inds.numel() > 0:
+            fg_inds = rng_choice(rng, fg_inds, fg_this_image)
+        bg_this_image = min(rois_per_image - fg_this_image, int(bg_inds.numel()))
+        if bg_inds.numel() > 0:
+            bg_inds = rng_choice(rng, bg_inds, bg_this_image)
     else:
-        fg_this_image = fg_inds.size
+        fg_this_image = int(fg_inds.numel())
 
-    keep_inds = np.append(fg_inds, bg_inds).astype(np.int64)
+    keep_inds = torch.cat((fg_inds, bg_inds))
     labels = labels[keep_inds]
     labels[fg_this_image:] = 0
     rois = all_rois[keep_inds]
-    S = keep_inds.size
+    S = keep_inds.numel()
 
-    bbox_targets = np.zeros((S, 4 * num_classes), dtype=np.float32)
-    bbox_inside_weights = np.zeros((S, 4 * num_classes), dtype=np.float32)
-    fg_rows = np.where(labels > 0)[0]
-    if fg_rows.size > 0:
+    bbox_targets = torch.zeros((S, 4 * num_classes), dtype=torch.float32, device=device)
+    bbox_inside_weights = torch.zeros((S, 4 * num_classes), dtype=torch.float32, device=device)
+    fg_rows = torch.nonzero(labels > 0).squeeze(1)  # the first fg_this_image rows, less any gt of class 0
+    if fg_rows.numel() > 0:
         targets = bbox_transform(rois[fg_rows, 1:5], gt[gt_assignment[keep_inds[fg_rows]], :4])
         if train.BBOX_NORMALIZE_TARGETS_PRECOMPUTED:
-            targets = ((targets - np.array(train.BBOX_NORMALIZE_MEANS)) / np.array(train.BBOX_NORMALIZE_STDS))
-        cols = 4 * labels[fg_rows].astype(np.int64)[:, None] + np.arange(4)[None, :]
-        bbox_targets[fg_rows[:, None], cols] = targets.astype(np.float32)
-        bbox_inside_weights[fg_rows[:, None], cols] = np.array(train.BBOX_INSIDE_WEIGHTS, dtype=np.float32)
-    bbox_outside_weights = (bbox_inside_weights > 0).astype(np.float32)
-
-    out = (rois, labels, bbox_targets, bbox_inside_weights, bbox_outside_weights)
-    if device is not None:
-        return tuple(torch.from_numpy(np.ascontiguousarray(b)).to(device) for b in out)  # type: ignore
-    return out  # type: ignore[return-value]
+            means = torch.tensor(train.BBOX_NORMALIZE_MEANS, dtype=torch.float64, device=device)
+            stds = torch.tensor(train.BBOX_NORMALIZE_STDS, dtype=torch.float64, device=device)
+            targets = (targets.double() - means) / stds
+        cols = 4 * labels[fg_rows].long()[:, None] + torch.arange(4, device=device)[None, :]
+        bbox_targets[fg_rows[:, None], cols] = targets.float()
+        bbox_inside_weights[fg_rows[:, None], cols] = torch.tensor(train.BBOX_INSIDE_WEIGHTS, dtype=torch.float32,
+                                                                   device=device)
+    bbox_outside_weights = (bbox_inside_weights > 0).float()
+    return rois, labels, bbox_targets, bbox_inside_weights, bbox_outside_weights

@@ -112,7 +112,7 @@ def test_rpn_losses_of_the_sampled_anchors_equal_the_whole_maps(monkeypatch):
     gt = np.array([[10, 10, 50, 60, 1], [60, 20, 120, 90, 3]], np.float32)
     losses = m(data, np.array([[96, 128, 1.0]], np.float32), gt)
     (losses['rpn_loss_cls'] + losses['rpn_loss_bbox']).backward()
-    labels, bbox_targets, bbox_inside_weights, bbox_outside_weights = (torch.from_numpy(x) for x in seen['targets'])
+    labels, bbox_targets, bbox_inside_weights, bbox_outside_weights = seen['targets']
     assert int((bbox_inside_weights != 0).sum()) > 0
     # the dense computation, Caffe's layers as written: every anchor of the map
     cls = seen['cls'].detach().contiguous().requires_grad_()

@@ -1,6 +1,5 @@
 """rpn.generate and tools/rpn_generate.py: the RPN's proposals alone, the .npz they are written to (round trip,
 image ids checked, the original's .pkl read arrays-only) and eval_recall on that file."""
-import os.path as osp
 import pickle
 
 import numpy as np

@@ -232,9 +232,6 @@ def run(argv=None):
             local_procs, local_procs, torch.cuda.device_count()))
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(max(1, threads // local_procs))
-    if cfg.TRAIN.HAS_RPN and cfg.TRAIN.IMS_PER_BATCH != 1:
-        sys.exit('train_net.py: end-to-end Faster R-CNN training needs TRAIN.IMS_PER_BATCH 1 (got {})'.format(
-            cfg.TRAIN.IMS_PER_BATCH))
     if cfg.TRAIN.HAS_RPN and args.proposals is not None:
         sys.exit('train_net.py: --proposals is for Fast R-CNN training (TRAIN.HAS_RPN False); this cfg trains end '
                  'to end with an RPN')

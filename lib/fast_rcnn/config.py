@@ -73,8 +73,11 @@ __C.TRAIN.BBOX_THRESH = 0.5
 __C.TRAIN.SNAPSHOT_ITERS = 10000
 # Snapshot files are <prefix>[_<infix>]_iter_<N>.pth.
 __C.TRAIN.SNAPSHOT_INFIX = ''
-# Prefetch minibatches in another process (here: a DataLoader worker).
+# Prefetch minibatches in another process, as the original's BlobFetcher (here: DataLoader workers; the same
+# minibatches in the same order). Opt-in: the GPU is not left waiting for image decoding and resizing.
 __C.TRAIN.USE_PREFETCH = False
+# Added: how many worker processes prefetch (the original had one); with a CUDA device 'data' comes in pinned memory.
+__C.TRAIN.PREFETCH_WORKERS = 1
 # Normalise regression targets as (t - mean) / std.
 __C.TRAIN.BBOX_NORMALIZE_TARGETS = True
 # Deprecated per-coordinate inside weights.
@@ -249,6 +252,7 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
 _RANGES = {
     'TRAIN.SCALES': (1, None), 'TRAIN.MINIBATCHES_PER_SCALE': (1, None), 'TRAIN.MAX_SIZE': (1, None),
     'TRAIN.IMS_PER_BATCH': (1, None), 'TRAIN.BATCH_SIZE': (1, None), 'TRAIN.FG_FRACTION': (0, 1),
+    'TRAIN.PREFETCH_WORKERS': (1, None),
     'TRAIN.FG_THRESH': (0, 1), 'TRAIN.BG_THRESH_HI': (0, 1), 'TRAIN.BG_THRESH_LO': (0, 1),
     'TRAIN.BBOX_THRESH': (0, 1), 'TRAIN.SNAPSHOT_ITERS': (0, None), 'TRAIN.BBOX_INSIDE_WEIGHTS': (0, None),
     'TRAIN.BBOX_NORMALIZE_STDS': (1e-12, None), 'TRAIN.RPN_POSITIVE_OVERLAP': (0, 1),
@@ -282,8 +286,6 @@ def _numbers(value: Any):
 #: Keys of the original kept so that its yml files load, whose other values this project does not implement.
 _ONLY_DEFAULT = {
     'TEST.SVM': (False, "the original's SVM scoring of R-CNN-style models is not part of this project"),
-    'TRAIN.USE_PREFETCH': (False, 'minibatches are made in the training process; a prefetching process is not '
-                                  'implemented'),
 }
 
 

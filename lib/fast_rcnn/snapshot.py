@@ -170,7 +170,7 @@ def load_snapshot(path: str, map_location: str = 'cpu') -> Dict[str, Any]:
 # Keys that do not change what training computes (where files are, the device, names, logging, when to stop or
 # snapshot): a snapshot that differs from the run only in these can be resumed. TEST.* is not used by training.
 _IGNORED_CFG = ('DEVICE', 'GPU_ID', 'MATLAB', 'USE_GPU_NMS', 'TRAIN.SNAPSHOT_ITERS', 'TRAIN.SNAPSHOT_INFIX',
-                'TRAIN.USE_PREFETCH')
+                'TRAIN.USE_PREFETCH', 'TRAIN.PREFETCH_WORKERS', 'CUDNN_BENCHMARK')
 
 
 _IGNORED_SOLVER = ('display', 'average_loss', 'max_iter', 'snapshot', 'snapshot_prefix', 'path', 'cfg')

@@ -300,6 +300,7 @@ class SolverWrapper:
         last_snapshot_iter = -1
         last_path = None
         self.model.train()
+        self._start_prefetch(per_iter)
         t_disp, it_disp = time.time(), self.iter
         while self.iter < max_iters:
             lr = learning_rate(s, self.iter)
@@ -313,7 +314,11 @@ class SolverWrapper:
                 self._seed_minibatch(self.iter * per_iter + j)
                 blobs = self.data_layer.forward()
                 images.extend(str(p) for p in blobs.get('image_paths', ()))
-                data = torch.from_numpy(np.ascontiguousarray(blobs['data'], dtype=np.float32)).to(self.device)
+                data = blobs['data']
+                if isinstance(data, torch.Tensor):  # pinned by the prefetching workers' loader
+                    data = data.to(self.device, non_blocking=True)
+                else:
+                    data = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)).to(self.device)
                 losses = self.model.train_losses(data, blobs)
                 sum(losses.values()).backward()
                 for k, v in losses.items():
@@ -438,6 +443,16 @@ class SolverWrapper:
         key = [self.seed & 0xFFFFFFFF, int(m)]
         self.model.rng = np.random.RandomState(np.random.SeedSequence(key + [1]).generate_state(4))
         torch.manual_seed(int(np.random.SeedSequence(key + [2]).generate_state(1, np.uint64)[0]))
+
+    def _start_prefetch(self, per_iter: int) -> None:
+        """TRAIN.USE_PREFETCH: this process's minibatches (j % nproc == rank of each iteration's per_iter) made
+        ahead of time by TRAIN.PREFETCH_WORKERS DataLoader workers, 'data' pinned for a GPU."""
+        start = getattr(self.data_layer, 'start_prefetch', None)
+        if not self.cfg.TRAIN.USE_PREFETCH or start is None:
+            return
+        rank, nproc = self.rank, self.nproc
+        start(int(self.cfg.TRAIN.PREFETCH_WORKERS), takes=lambda m: (m % per_iter) % nproc == rank,
+              pin_memory=self.device.type == 'cuda')
 
     def _skip_minibatch(self) -> None:
         skip = getattr(self.data_layer, 'skip', None)

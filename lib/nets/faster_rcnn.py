@@ -4,7 +4,9 @@
 proposal-target layers (torch ops on the model's device, no gradient: proposals are detached as in the original),
 RoI pooling and the classification / regression heads.
 
-Forward: ``model(data (1,3,H,W) float32, im_info (1,3) [[H, W, scale]], gt_boxes (G,5) [x1,y1,x2,y2,cls])``
+Forward: ``model(data (N,3,H,W) float32, im_info (N,3) [[H, W, scale]], gt_boxes (G,5) [x1,y1,x2,y2,cls])``
+(N > 1, TRAIN.IMS_PER_BATCH opt-in: gt_boxes is a list of N such arrays; every target and loss is computed image by
+image and each loss is the mean over the images, so N images weigh as N one-image minibatches, padding aside)
 - training mode: a dict of the four losses ``rpn_loss_cls`` (softmax, ignore label -1, normalised by the number
   of non-ignored anchors), ``rpn_loss_bbox`` (smooth L1, sigma 3, divided by 1: the outside weights hold
   1/#sampled), ``loss_cls`` (softmax over the sampled RoIs) and ``loss_bbox`` (smooth L1, sigma 1, divided by the
@@ -23,7 +25,7 @@ inside ``forward``, so the data pipeline never changes.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -64,11 +66,38 @@ class _Timers:
         self.t = now
 
 
-def _gt_boxes(gt_boxes: Union[torch.Tensor, np.ndarray, None], device: torch.device) -> torch.Tensor:
-    """gt_boxes as a (G, 5) float32 tensor on ``device``; training needs them."""
+def _gt_boxes_per_image(gt_boxes: Any, num_images: int, device: torch.device) -> List[torch.Tensor]:
+    """gt_boxes of each image as a (G, 5) float32 tensor on ``device``: one (G, 5) array for one image, a list of
+    them for several; training needs them."""
     if gt_boxes is None:
         raise ValueError('FasterRCNN: training the RPN needs gt_boxes (G, 5)')
-    return as_tensor(gt_boxes, device, torch.float32).reshape(-1, 5)
+    per_image = list(gt_boxes) if isinstance(gt_boxes, (list, tuple)) else [gt_boxes]
+    if len(per_image) != num_images:
+        raise ValueError('FasterRCNN: {} images in the blob need a list of {} gt_boxes arrays, got {}'.format(
+            num_images, num_images, len(per_image) if isinstance(gt_boxes, (list, tuple)) else 'one array'))
+    return [as_tensor(g, device, torch.float32).reshape(-1, 5) for g in per_image]
+
+
+def _check_batch(data: torch.Tensor, im_info: np.ndarray) -> int:
+    """N, the images of the blob, which im_info (N, 3) must describe one row each."""
+    if data.dim() != 4 or im_info.shape[0] != data.shape[0]:
+        raise ValueError('FasterRCNN: data must be (N, 3, H, W) with one im_info row per image, got data {} and '
+                         'im_info {}'.format(tuple(data.shape), im_info.shape))
+    return int(data.shape[0])
+
+
+def _image_index(rois: torch.Tensor, n: int) -> torch.Tensor:
+    """rois (R, 5) of one image (column 0 is 0) with column 0 set to its index n in the blob."""
+    if n == 0:
+        return rois
+    return torch.cat((torch.full_like(rois[:, :1], n), rois[:, 1:]), dim=1)
+
+
+def _mean_losses(per_image: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    """Each loss averaged over the images: a minibatch of N images weighs as N minibatches of one (iter_size N)."""
+    if len(per_image) == 1:
+        return per_image[0]
+    return {k: torch.stack([losses[k] for losses in per_image]).mean() for k in per_image[0]}
 
 
 def _im_info(im_info: Union[torch.Tensor, np.ndarray]) -> np.ndarray:
@@ -210,35 +239,47 @@ class FasterRCNN(nn.Module):
         device = data.device
         tm = _Timers(timers, device)
         im_info_np = _im_info(im_info)
+        N = _check_batch(data, im_info_np)
         feat, rpn_cls_score, rpn_cls_score_reshape, rpn_cls_prob_reshape, rpn_bbox_pred = self._rpn(data, tm)
 
         key = 'TRAIN' if self.training else 'TEST'
-        rois, _ = self._proposals(rpn_cls_prob_reshape, rpn_bbox_pred, im_info_np, key)
+        rois = [self._proposals(rpn_cls_prob_reshape[n:n + 1], rpn_bbox_pred[n:n + 1], im_info_np[n:n + 1], key)[0]
+                for n in range(N)]
         tm.lap('proposal')
 
         if not self.training:
+            rois = torch.cat([_image_index(r, n) for n, r in enumerate(rois)])
             cls_score, bbox_pred = self._head(feat, rois)
             tm.lap('head')
             return rois, F.softmax(cls_score, dim=1), bbox_pred
 
-        gt = _gt_boxes(gt_boxes, device)
+        # image by image, in the order of N one-image minibatches (so the seeded draws are theirs too)
+        gts = _gt_boxes_per_image(gt_boxes, N, device)
         kw = {} if self.rng is None else {'rng': self.rng}
-        losses = self._rpn_losses(rpn_cls_score, rpn_cls_score_reshape, rpn_bbox_pred, gt, im_info_np)
         ohem = bool(cfg.TRAIN.OHEM)
-        rois, roi_labels, roi_targets, roi_inside_w, roi_outside_w = ops.proposal_target_layer(
-            rois, gt, self.num_classes, cfg, sample=not ohem, **kw)
-        tm.lap('targets')
-        losses.update(self._head_losses(feat, rois, roi_labels, (roi_targets, roi_inside_w, roi_outside_w)))
-        tm.lap('head')
-        return losses
+        per_image = []
+        for n in range(N):
+            losses = self._rpn_losses(rpn_cls_score[n:n + 1], rpn_cls_score_reshape[n:n + 1], rpn_bbox_pred[n:n + 1],
+                                      gts[n], im_info_np[n:n + 1])
+            sampled, roi_labels, roi_targets, roi_inside_w, roi_outside_w = ops.proposal_target_layer(
+                rois[n], gts[n], self.num_classes, cfg, sample=not ohem, **kw)
+            tm.lap('targets')
+            losses.update(self._head_losses(feat, _image_index(sampled, n), roi_labels,
+                                            (roi_targets, roi_inside_w, roi_outside_w)))
+            tm.lap('head')
+            per_image.append(losses)
+        return _mean_losses(per_image)
 
     def rpn_losses(self, data: torch.Tensor, im_info: Union[torch.Tensor, np.ndarray],
                    gt_boxes: Union[torch.Tensor, np.ndarray]) -> Dict[str, torch.Tensor]:
-        """The RPN alone (alt-opt's RPN stages): {'rpn_loss_cls', 'rpn_loss_bbox'} of one image blob, as in
-        ``forward``. data (1, 3, H, W), im_info (1, 3), gt_boxes (G, 5)."""
+        """The RPN alone (alt-opt's RPN stages): {'rpn_loss_cls', 'rpn_loss_bbox'} of an image blob, as in
+        ``forward``. data (N, 3, H, W), im_info (N, 3), gt_boxes (G, 5) for one image or N such arrays."""
+        im_info_np = _im_info(im_info)
+        N = _check_batch(data, im_info_np)
         _, rpn_cls_score, rpn_cls_score_reshape, _, rpn_bbox_pred = self._rpn(data, _Timers(None, data.device))
-        return self._rpn_losses(rpn_cls_score, rpn_cls_score_reshape, rpn_bbox_pred, _gt_boxes(gt_boxes, data.device),
-                                _im_info(im_info))
+        gts = _gt_boxes_per_image(gt_boxes, N, data.device)
+        return _mean_losses([self._rpn_losses(rpn_cls_score[n:n + 1], rpn_cls_score_reshape[n:n + 1],
+                                              rpn_bbox_pred[n:n + 1], gts[n], im_info_np[n:n + 1]) for n in range(N)])
 
     def fast_rcnn_losses(self, data: torch.Tensor, rois: Union[torch.Tensor, np.ndarray],
                          labels: Union[torch.Tensor, np.ndarray],

@@ -25,9 +25,11 @@ With workers (the same sequence)::
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
+import torch.utils.data
 
 from fast_rcnn.config import given_or_default
 from roi_data_layer.minibatch import get_minibatch
@@ -137,6 +139,8 @@ class RoIDataLayer(object):
         self._num_classes = num_classes
         self._seed = int(self._cfg.RNG_SEED if seed is None else seed)
         self._schedule = _schedule_for(roidb, self._cfg, self._seed)
+        self._prefetch: Optional[Dict[str, Any]] = None   # start_prefetch's settings
+        self._loader: Optional[Iterator[Dict[str, Any]]] = None
 
     @property
     def iteration(self) -> int:
@@ -147,13 +151,40 @@ class RoIDataLayer(object):
         it = self._schedule.iteration
         return it, self._schedule.next_inds()
 
-    def forward(self) -> Dict[str, np.ndarray]:
-        """The blobs of the next minibatch."""
+    def forward(self) -> Dict[str, Any]:
+        """The blobs of the next minibatch (made here, or taken from the prefetching workers)."""
         it, db_inds = self.next_minibatch_inds()
-        return minibatch_for(self._roidb, db_inds, it, self._num_classes, self._cfg, self._seed)
+        if self._prefetch is None:
+            return minibatch_for(self._roidb, db_inds, it, self._num_classes, self._cfg, self._seed)
+        if self._loader is None:
+            self._loader = iter(make_data_loader(self._roidb, self._num_classes, self._cfg, self._seed, start_iter=it,
+                                                 **self._prefetch))
+        blobs = next(self._loader)
+        if blobs['iteration'] != it:  # only if a caller skipped a minibatch that the takes predicate said it takes
+            raise RuntimeError('RoIDataLayer: the prefetched minibatch is number {}, the schedule is at {}: skip() '
+                               'only the minibatches that start_prefetch\'s `takes` leaves out'.format(
+                                   blobs['iteration'], it))
+        return blobs
+
+    def start_prefetch(self, num_workers: int = 1, takes: Optional[Callable[[int], bool]] = None,
+                       pin_memory: bool = False) -> None:
+        """Make the minibatches ahead of time in ``num_workers`` DataLoader worker processes (the original's
+        TRAIN.USE_PREFETCH): the same blobs, in the same order. ``takes(m)``: whether this process takes minibatch
+        m (the others are skip()ped: another process takes them); None: all. ``pin_memory``: 'data' comes as a
+        tensor in pinned memory, for a non-blocking copy to a GPU."""
+        if num_workers < 1:
+            raise ValueError('RoIDataLayer.start_prefetch: num_workers must be at least 1, got {}'.format(num_workers))
+        self.stop_prefetch()
+        self._prefetch = {'num_workers': int(num_workers), 'takes': takes, 'pin_memory': bool(pin_memory)}
+
+    def stop_prefetch(self) -> None:
+        """Back to making each minibatch in forward(); the workers exit."""
+        self._loader = None
+        self._prefetch = None
 
     def skip_to(self, iteration: int) -> None:
         self._schedule.skip_to(iteration)
+        self._loader = None  # the workers restart from the new position
 
     def skip(self, n: int = 1) -> None:
         """Pass over the next n minibatches without loading them (another training process takes them)."""
@@ -165,6 +196,7 @@ class RoIDataLayer(object):
     def load_state_dict(self, state: Dict[str, int]) -> None:
         self._schedule.load_state_dict(state)
         self._seed = int(state['seed'])
+        self._loader = None
 
 
 def minibatch_for(roidb: Sequence[Dict[str, Any]], db_inds: Sequence[int], iteration: int, num_classes: int,
@@ -184,28 +216,23 @@ def minibatch_for(roidb: Sequence[Dict[str, Any]], db_inds: Sequence[int], itera
 
 
 # --------------------------------------------------------------------------------------------- torch Dataset/Sampler
-try:
-    import torch.utils.data as _tud
-    _SamplerBase = _tud.Sampler
-    _DatasetBase = _tud.Dataset
-except ImportError:  # pragma: no cover
-    _tud = None
-    _SamplerBase = object
-    _DatasetBase = object
 
 
-class MinibatchSampler(_SamplerBase):
+class MinibatchSampler(torch.utils.data.Sampler):
     """Yields (iteration, roidb indices tuple) for iterations start_iter, start_iter + 1, ... (num_iters of them,
-    or forever when num_iters is None), in the RoIDataLayer's order."""
+    or forever when num_iters is None), in the RoIDataLayer's order; with ``takes``, only the iterations it
+    accepts."""
 
     def __init__(self, roidb: Sequence[Dict[str, Any]], cfg=None, seed: Optional[int] = None,
-                 start_iter: int = 0, num_iters: Optional[int] = None):
+                 start_iter: int = 0, num_iters: Optional[int] = None,
+                 takes: Optional[Callable[[int], bool]] = None):
         self._cfg = given_or_default(cfg)
         self._seed = int(self._cfg.RNG_SEED if seed is None else seed)
         self._widths = [r['width'] for r in roidb]
         self._heights = [r['height'] for r in roidb]
         self.start_iter = int(start_iter)
         self.num_iters = num_iters
+        self.takes = takes
 
     def __iter__(self) -> Iterator[Tuple[int, Tuple[int, ...]]]:
         sched = MinibatchSchedule(self._widths, self._heights, self._cfg.TRAIN.IMS_PER_BATCH,
@@ -214,7 +241,9 @@ class MinibatchSampler(_SamplerBase):
         k = 0
         while self.num_iters is None or k < self.num_iters:
             it = sched.iteration
-            yield it, tuple(int(i) for i in sched.next_inds())
+            inds = tuple(int(i) for i in sched.next_inds())
+            if self.takes is None or self.takes(it):
+                yield it, inds
             k += 1
 
     def __len__(self) -> int:
@@ -223,7 +252,7 @@ class MinibatchSampler(_SamplerBase):
         return int(self.num_iters)
 
 
-class MinibatchDataset(_DatasetBase):
+class MinibatchDataset(torch.utils.data.Dataset):
     """dataset[(iteration, roidb indices)] -> the blobs of that minibatch, plus 'iteration' (int)."""
 
     def __init__(self, roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None, seed: Optional[int] = None):
@@ -244,19 +273,27 @@ def keep_numpy(batch: Any) -> Any:
     return batch
 
 
+def data_as_tensor(batch: Dict[str, Any]) -> Dict[str, Any]:
+    """collate_fn that makes 'data' a tensor (which the DataLoader can pin) and leaves the rest numpy."""
+    batch['data'] = torch.from_numpy(np.ascontiguousarray(batch['data'], dtype=np.float32))
+    return batch
+
+
 def make_data_loader(roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None, seed: Optional[int] = None,
                      start_iter: int = 0, num_iters: Optional[int] = None, num_workers: int = 0,
-                     prefetch_factor: int = 2):
-    """A torch DataLoader over minibatches start_iter, start_iter + 1, ...: the same blobs (numpy) as
-    RoIDataLayer.forward() gives for those iterations, in order, with any number of workers."""
-    if _tud is None:  # pragma: no cover
-        raise ImportError('torch is needed for make_data_loader')
+                     prefetch_factor: int = 2, takes: Optional[Callable[[int], bool]] = None,
+                     pin_memory: bool = False):
+    """A torch DataLoader over minibatches start_iter, start_iter + 1, ... (those ``takes`` accepts): the same
+    blobs (numpy; 'data' a pinned tensor with ``pin_memory``) as RoIDataLayer.forward() gives for those
+    iterations, in order, with any number of workers."""
     cfg = given_or_default(cfg)
     seed = int(cfg.RNG_SEED if seed is None else seed)
     kwargs = {}
     if num_workers > 0:
         kwargs['prefetch_factor'] = prefetch_factor
         kwargs['persistent_workers'] = False
-    return _tud.DataLoader(MinibatchDataset(roidb, num_classes, cfg, seed),
-                           sampler=MinibatchSampler(roidb, cfg, seed, start_iter, num_iters),
-                           batch_size=None, collate_fn=keep_numpy, num_workers=num_workers, **kwargs)
+    pin_memory = pin_memory and torch.cuda.is_available()
+    return torch.utils.data.DataLoader(MinibatchDataset(roidb, num_classes, cfg, seed),
+                           sampler=MinibatchSampler(roidb, cfg, seed, start_iter, num_iters, takes),
+                           batch_size=None, collate_fn=data_as_tensor if pin_memory else keep_numpy,
+                           num_workers=num_workers, pin_memory=pin_memory, **kwargs)

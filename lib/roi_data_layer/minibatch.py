@@ -28,8 +28,9 @@ def get_minibatch(roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None,
 
     Returns 'data' (N, 3, H, W) float32 (BGR minus PIXEL_MEANS, each image scaled to a TRAIN.SCALES entry chosen
     with ``rng`` (default np.random) unless ``scale_inds`` (N,) gives the TRAIN.SCALES indices, zero padded).
-    With TRAIN.HAS_RPN (N must be 1): 'im_info' (1, 3) float32 [[H, W, scale]] and 'gt_boxes' (G, 5) float32
-    [x1, y1, x2, y2, cls] scaled to the blob, for gt_classes != 0 and not crowd (a row of gt_overlaps all -1).
+    With TRAIN.HAS_RPN: 'im_info' (N, 3) float32 [[H, W, scale]] (each image's own scaled size) and 'gt_boxes' (G, 5)
+    float32 [x1, y1, x2, y2, cls] scaled to the blob, for gt_classes != 0 and not crowd (a row of gt_overlaps all
+    -1); for N > 1 (TRAIN.IMS_PER_BATCH, opt-in: the original's end2end takes one image) a list of N such arrays.
     Without: 'rois' (R, 5) [batch index, x1, y1, x2, y2], 'labels' (R,), and with TRAIN.BBOX_REG 'bbox_targets',
     'bbox_inside_weights', 'bbox_outside_weights' (R, 4 * num_classes), all float32. Always 'image_paths': the
     N images' paths (a list of str).
@@ -43,32 +44,20 @@ def get_minibatch(roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None,
         random_scale_inds = np.asarray(scale_inds, dtype=np.int64)
         if random_scale_inds.shape != (num_images,):
             raise ValueError('scale_inds has shape {}, expected ({},)'.format(random_scale_inds.shape, num_images))
-    assert cfg.TRAIN.BATCH_SIZE % num_images == 0, \
-        'num_images ({}) must divide BATCH_SIZE ({})'.format(num_images, cfg.TRAIN.BATCH_SIZE)
-    rois_per_image = cfg.TRAIN.BATCH_SIZE // num_images
-    fg_rois_per_image = int(np.round(cfg.TRAIN.FG_FRACTION * rois_per_image))
-
     im_blob, im_scales, im_shapes = _get_image_blob(roidb, random_scale_inds, cfg)
     blobs = {'data': im_blob, 'image_paths': [entry['image'] for entry in roidb]}  # named when training diverges
 
     if cfg.TRAIN.HAS_RPN:
-        assert len(im_scales) == 1, 'Single batch only'
-        assert len(roidb) == 1, 'Single batch only'
-        entry = roidb[0]
-        keep = entry['gt_classes'] != 0
-        if len(keep):
-            ov = dense_overlaps(entry['gt_overlaps'])
-            keep &= ~(ov < 0).all(axis=1)  # crowd regions are not objects to find
-        gt_inds = np.where(keep)[0]
-        gt_boxes = np.empty((len(gt_inds), 5), dtype=np.float32)
-        # scaled in float64, then stored as float32, as the original's uint16 boxes * python float
-        gt_boxes[:, 0:4] = np.asarray(entry['boxes'], dtype=np.float64)[gt_inds, :] * im_scales[0]
-        gt_boxes[:, 4] = entry['gt_classes'][gt_inds]
-        blobs['gt_boxes'] = gt_boxes
-        # the scaled image's own size: the blob's unless SIZE_DIVISIBILITY padded it (anchors and proposals must
-        # stay inside the image, not the padding)
-        blobs['im_info'] = np.array([[im_shapes[0][0], im_shapes[0][1], im_scales[0]]], dtype=np.float32)
+        gt_boxes = [_gt_boxes(entry, scale) for entry, scale in zip(roidb, im_scales)]
+        blobs['gt_boxes'] = gt_boxes[0] if num_images == 1 else gt_boxes
+        # each scaled image's own size: the blob's unless padding (to SIZE_DIVISIBILITY, or to a larger image of
+        # the minibatch) enlarged it; anchors and proposals must stay inside the image, not the padding
+        blobs['im_info'] = np.array([[h, w, scale] for (h, w), scale in zip(im_shapes, im_scales)], dtype=np.float32)
     else:  # not using RPN
+        assert cfg.TRAIN.BATCH_SIZE % num_images == 0, \
+            'num_images ({}) must divide BATCH_SIZE ({})'.format(num_images, cfg.TRAIN.BATCH_SIZE)
+        rois_per_image = cfg.TRAIN.BATCH_SIZE // num_images
+        fg_rois_per_image = int(np.round(cfg.TRAIN.FG_FRACTION * rois_per_image))
         rois_blob = np.zeros((0, 5), dtype=np.float32)
         labels_blob = np.zeros((0,), dtype=np.float32)
         bbox_targets_blob = np.zeros((0, 4 * num_classes), dtype=np.float32)
@@ -89,6 +78,21 @@ def get_minibatch(roidb: Sequence[Dict[str, Any]], num_classes: int, cfg=None,
             blobs['bbox_inside_weights'] = bbox_inside_blob
             blobs['bbox_outside_weights'] = np.array(bbox_inside_blob > 0).astype(np.float32)
     return blobs
+
+
+def _gt_boxes(entry: Dict[str, Any], im_scale: float) -> np.ndarray:
+    """(G, 5) float32 [x1, y1, x2, y2, cls] of one entry scaled to its blob image: the objects (gt_classes != 0),
+    crowd regions (a row of gt_overlaps all -1) left out."""
+    keep = entry['gt_classes'] != 0
+    if len(keep):
+        ov = dense_overlaps(entry['gt_overlaps'])
+        keep &= ~(ov < 0).all(axis=1)  # crowd regions are not objects to find
+    gt_inds = np.where(keep)[0]
+    gt_boxes = np.empty((len(gt_inds), 5), dtype=np.float32)
+    # scaled in float64, then stored as float32, as the original's uint16 boxes * python float
+    gt_boxes[:, 0:4] = np.asarray(entry['boxes'], dtype=np.float64)[gt_inds, :] * im_scale
+    gt_boxes[:, 4] = entry['gt_classes'][gt_inds]
+    return gt_boxes
 
 
 def _sample_rois(entry: Dict[str, Any], fg_rois_per_image: int, rois_per_image: int, num_classes: int,

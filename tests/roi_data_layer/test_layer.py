@@ -155,3 +155,31 @@ def test_minibatches_per_scale_share_the_first_ones_draw(roidb, cfg_copy):
     cfg.TRAIN.MINIBATCHES_PER_SCALE = 0
     with pytest.raises(ValueError, match='MINIBATCHES_PER_SCALE'):
         RoIDataLayer(roidb, 3, cfg, seed=7).forward()
+
+
+def test_prefetching_workers_give_a_process_its_own_minibatches(roidb, cfg_copy):
+    # TRAIN.USE_PREFETCH: as one of two training processes (odd minibatches), the workers make what forward()
+    # makes in the process, also after a resume from a saved state
+    cfg = _cfg(cfg_copy)
+    layer = RoIDataLayer(roidb, 3, cfg, seed=7)
+    full = [layer.forward() for _ in range(12)]
+    shared = RoIDataLayer(roidb, 3, cfg, seed=7)
+    shared.start_prefetch(2, takes=lambda m: m % 2 == 1)
+    got = {}
+    for i in range(0, 6, 2):
+        shared.skip(1)
+        got[i + 1] = shared.forward()
+    state = shared.state_dict()
+    resumed = RoIDataLayer(roidb, 3, cfg, seed=7)
+    resumed.start_prefetch(1, takes=lambda m: m % 2 == 1)
+    resumed.load_state_dict(state)
+    for i in range(6, 12, 2):
+        resumed.skip(1)
+        got[i + 1] = resumed.forward()
+    for i, blobs in got.items():
+        assert blobs.pop('iteration') == i
+        _same(blobs, full[i])
+    # skipping a minibatch the workers were told this process takes is caught, not silently misaligned
+    with pytest.raises(RuntimeError, match='prefetched minibatch is number 13, the schedule is at 14'):
+        resumed.skip(2)
+        resumed.forward()

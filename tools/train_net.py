@@ -363,6 +363,7 @@ def train_process(rank, job):
     from nets.faster_rcnn import FasterRCNN
     from utils.atomic import DiskFullError
     from nets.weights import load_pretrained
+    from utils.runtime import tune_cuda_runtime
 
     args = job.args
     nproc = args.nproc
@@ -397,6 +398,7 @@ def train_process(rank, job):
             args.pretrained_model, info['source'], ', '.join(info['loaded']), info['input_mode']))
     model.set_mode(job.mode)
     model.frozen_parameters(job.frozen)
+    tune_cuda_runtime(device, cfg.CUDNN_BENCHMARK)
     model.to(device)
     if nproc > 1:  # the same start everywhere, whatever each process's initialisation did
         for t in list(model.parameters()) + list(model.buffers()):

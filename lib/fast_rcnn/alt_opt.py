@@ -37,6 +37,7 @@ from nets.faster_rcnn import FasterRCNN
 from nets.weights import load_pretrained
 from rpn.generate import imdb_proposals, proposals_path, save_imdb_proposals
 from utils.atomic import atomic_write
+from utils.runtime import tune_cuda_runtime
 
 METHOD = 'faster_rcnn_alt_opt'
 # cfg keys that define the network: every stage must agree on them, or stage N+1 could not take stage N's weights
@@ -201,6 +202,7 @@ class AltOpt:
             model.frozen_parameters(model.netdef.frozen if frozen is None else list(frozen))
         else:
             model.freeze_features()  # stage 2 of the paper: the shared conv layers stay as stage 1 left them
+        tune_cuda_runtime(self.device, c.CUDNN_BENCHMARK)
         model.to(self.device)
         data_layer = make_data_layer(roidb, len(self.classes), c, self.seed)
         try:

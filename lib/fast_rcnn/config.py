@@ -20,7 +20,7 @@ Keys added beyond the original (each keeps the original's behaviour by default):
 - ``TRAIN.RPN_GUARD_ZERO_OVERLAP``: when True, a ground-truth box that overlaps no inside anchor no longer makes
   every zero-overlap anchor foreground (the original's quirk, kept by default).
 - ``DEVICE``: ``'cpu'``, ``'cuda'`` or ``'cuda:N'``; the original's ``GPU_ID``/``USE_GPU_NMS`` still exist.
-- ``AMP``: bfloat16 autocast for the convolutions and fc layers (opt-in; ``'auto'`` where the hardware has it).
+- ``AMP``: bfloat16 or float16 autocast for the convolutions and fc layers (opt-in; ``'auto'`` where the hardware has it).
 - ``SIZE_DIVISIBILITY``: image blobs padded to a multiple of this size (opt-in; 1 = the original).
 - ``SKIP_BAD_ANNOTATIONS``: warn and skip a broken annotation or image instead of stopping with an error.
 """
@@ -161,10 +161,14 @@ __C.FC_DROPOUT = True
 # Added: () or the (fc6, fc7) ranks of a head factored by truncated SVD (tools/compress_net.py writes it; 0 = not)
 __C.FC_SVD_RANKS = ()
 __C.DEVICE = 'cpu'
-# Added: mixed precision for the convolutions and fc layers (torch.autocast, bfloat16): 'off' (float32, the
-# original), 'bf16', or 'auto' (bf16 where the hardware runs it fast: a CPU with AMX or a CUDA GPU with bfloat16,
-# float32 elsewhere). Normalisation layers, the RPN and target layers, RoI pooling and the losses stay float32.
+# Added: mixed precision for the convolutions and fc layers (torch.autocast): 'off' (float32, the original), 'bf16',
+# 'fp16' (float16, the loss scaled dynamically in training), or 'auto' (bf16 where the hardware runs it fast: a CPU
+# with AMX or a CUDA GPU with bfloat16; fp16 on an older CUDA GPU; float32 elsewhere). Normalisation layers, the RPN
+# and target layers, RoI pooling and the losses stay float32.
 __C.AMP = 'off'
+# Added: torch.backends.cudnn.benchmark on a CUDA device (opt-in): cuDNN times its convolution algorithms for each
+# new input shape and keeps the fastest; it pays when the shapes repeat (few TRAIN.SCALES, SIZE_DIVISIBILITY 32).
+__C.CUDNN_BENCHMARK = False
 # Added: pad each image blob (bottom and right, with the mean colour) to a multiple of this many pixels; im_info
 # keeps the image's own size. 1 = the original (no padding). On the CPU, oneDNN builds (JIT-compiles) its
 # convolutions for every new input size, and a training run's images come in hundreds of sizes; a few dozen padded

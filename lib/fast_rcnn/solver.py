@@ -203,13 +203,14 @@ class CaffeSGD:
         for i, (_, _, lr_mult, decay_mult) in enumerate(self.groups):
             self._mults.setdefault((float(lr_mult), float(decay_mult)), []).append(i)
 
-    def _scaled_grads(self, iter_size: int, clip_gradients: float) -> List[torch.Tensor]:
+    def _scaled_grads(self, iter_size: int, clip_gradients: float, grad_scale: float = 1.0) -> List[torch.Tensor]:
         """The gradients after Caffe's ClipGradients (the summed gradients scaled down together to global L2 norm
-        ``clip_gradients`` when above it) and Normalize (/ iter_size), scaled in place in one pass."""
+        ``clip_gradients`` when above it) and Normalize (/ iter_size), scaled in place in one pass. ``grad_scale``:
+        the factor that makes the stored gradients the true ones (1 / the loss scale of float16 training)."""
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for _, p, _, _ in self.groups]
-        scale = 1.0 / iter_size
+        scale = grad_scale / iter_size
         if clip_gradients > 0 and grads:
-            norm = float(torch.stack(torch._foreach_norm(grads)).double().norm())
+            norm = float(torch.stack(torch._foreach_norm(grads)).double().norm()) * grad_scale
             if norm > clip_gradients:
                 scale *= clip_gradients / norm
         if scale != 1.0:
@@ -217,8 +218,8 @@ class CaffeSGD:
         return grads
 
     @torch.no_grad()
-    def step(self, lr: float, iter_size: int = 1, clip_gradients: float = -1.0) -> None:
-        grads = self._scaled_grads(iter_size, clip_gradients)
+    def step(self, lr: float, iter_size: int = 1, clip_gradients: float = -1.0, grad_scale: float = 1.0) -> None:
+        grads = self._scaled_grads(iter_size, clip_gradients, grad_scale)
         for (lr_mult, decay_mult), idx in self._mults.items():
             params = [self.groups[i][1] for i in idx]
             diffs = [grads[i] for i in idx]
@@ -228,6 +229,11 @@ class CaffeSGD:
             torch._foreach_mul_(hist, self.momentum)
             torch._foreach_add_(hist, diffs, alpha=lr * lr_mult)
             torch._foreach_sub_(params, hist)
+
+    def grads_finite(self) -> bool:
+        """Whether every gradient is finite (one device-to-host copy)."""
+        grads = [p.grad for _, p, _, _ in self.groups if p.grad is not None]
+        return not grads or bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
 
     def zero_grad(self) -> None:
         for _, p, _, _ in self.groups:
@@ -269,8 +275,8 @@ class CaffeAdam(CaffeSGD):
         self.t = 0
 
     @torch.no_grad()
-    def step(self, lr: float, iter_size: int = 1, clip_gradients: float = -1.0) -> None:
-        grads = self._scaled_grads(iter_size, clip_gradients)
+    def step(self, lr: float, iter_size: int = 1, clip_gradients: float = -1.0, grad_scale: float = 1.0) -> None:
+        grads = self._scaled_grads(iter_size, clip_gradients, grad_scale)
         self.t += 1
         # torch's fused Adam kernel (one pass over each tensor) computes
         #   w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps),
@@ -298,6 +304,42 @@ class CaffeAdam(CaffeSGD):
 
 
 SOLVER_TYPES = ('SGD', 'Adam')
+
+
+class LossScale:
+    """Dynamic loss scaling for float16 autocast (cfg.AMP 'fp16'), as torch.amp.GradScaler does it, for our Caffe
+    solvers: the loss is multiplied by ``scale`` before backward so that small float16 gradients do not flush to
+    zero; the step divides it out (``grad_scale``). An iteration whose gradients overflow is skipped (the weights stay
+    as they are, the iteration counts) and halves the scale; ``growth_interval`` good iterations in a row double it.
+    Disabled (bfloat16, float32): scale 1 and every step taken."""
+
+    def __init__(self, enabled: bool, init_scale: float = 2.0 ** 16, growth_interval: int = 2000) -> None:
+        self.enabled = bool(enabled)
+        self.scale = float(init_scale) if self.enabled else 1.0
+        self.growth_interval = int(growth_interval)
+        self.good_steps = 0
+
+    def update(self, grads_finite: bool) -> bool:
+        """After an iteration's backward passes: whether to take the step; adjusts the scale."""
+        if not self.enabled:
+            return True
+        if not grads_finite:
+            self.scale /= 2.0
+            self.good_steps = 0
+            return False
+        self.good_steps += 1
+        if self.good_steps >= self.growth_interval:
+            self.scale *= 2.0
+            self.good_steps = 0
+        return True
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {'enabled': self.enabled, 'scale': self.scale, 'good_steps': self.good_steps}
+
+    def load_state_dict(self, state: Optional[Dict[str, Any]]) -> None:
+        if self.enabled and state and state.get('enabled'):
+            self.scale = float(state['scale'])
+            self.good_steps = int(state['good_steps'])
 
 
 def make_optimizer(model: torch.nn.Module, solver: Dict[str, Any]) -> CaffeSGD:

@@ -34,6 +34,7 @@ from fast_rcnn.training_data import proposal_method, use_proposals
 from nets.faster_rcnn import FasterRCNN
 from nets.weights import caffe_detector_spec, load_caffe_detector, read_caffemodel
 from utils.atomic import atomic_write
+from utils.runtime import tune_cuda_runtime
 from utils.blob import im_list_to_blob, prep_im_for_blob
 
 # Keys of a snapshot's cfg that describe the training machine or where it wrote, not the model: never carried
@@ -76,6 +77,7 @@ def _set_device(c, device: torch.device) -> None:
     c.DEVICE = str(device)
     if device.type == 'cuda':
         c.GPU_ID = device.index or 0
+        tune_cuda_runtime(device, c.CUDNN_BENCHMARK)
     else:
         c.USE_GPU_NMS = False
 

@@ -33,8 +33,8 @@ from fast_rcnn.snapshot import (  # noqa: F401 - also re-exported: the tools and
     find_snapshots, get_rng_state, load_snapshot, nonfinite_tensors, set_rng_state, snapshot_differences,
     snapshot_name, tensors_checksum)
 from fast_rcnn.solver import (  # noqa: F401 - also re-exported
-    SOLVER_DEFAULTS, SOLVER_TYPES, CaffeAdam, CaffeSGD, SolverError, learning_rate, load_solver, make_optimizer,
-    param_groups)
+    SOLVER_DEFAULTS, SOLVER_TYPES, CaffeAdam, CaffeSGD, LossScale, SolverError, learning_rate, load_solver,
+    make_optimizer, param_groups)
 from roi_data_layer import roidb as rdl_roidb
 from utils.train_record import CONFIG_NAME, LOG_NAME, PLOT_NAME, TEXT_LOG_NAME, StdoutTee, TrainRecord
 
@@ -191,6 +191,8 @@ class SolverWrapper:
         self.imdb_name = imdb_name
         self.device = next(model.parameters()).device
         self.optimizer = make_optimizer(model, solver)
+        amp = model.amp_dtype(self.device) if hasattr(model, 'amp_dtype') else None
+        self.loss_scale = LossScale(amp == torch.float16)  # float16 autocast: the loss scaled, overflows skipped
         self.iter = 0
         self._bad: Optional[Tuple[int, float, List[str]]] = None  # a divergence seen on the CPU
         self._bad_iter: Optional[torch.Tensor] = None              # on a GPU: its first iteration, on the device
@@ -246,6 +248,7 @@ class SolverWrapper:
             'bbox_pred_folded': raw is not None,
             'bbox_pred_raw': raw,
             'optimizer': self.optimizer.state_dict(),
+            'loss_scale': self.loss_scale.state_dict(),
             'rng': get_rng_state(),
             'data_layer': _plain(self.data_layer.state_dict()),
         }
@@ -280,6 +283,7 @@ class SolverWrapper:
             state['bbox_pred.bias'] = snap['bbox_pred_raw']['bias']
         self.model.load_state_dict(state)
         self.optimizer.load_state_dict(snap['optimizer'])
+        self.loss_scale.load_state_dict(snap.get('loss_scale'))
         self.iter = int(snap['iter'])
         set_rng_state(snap['rng'])
         self.data_layer.load_state_dict(_unplain(snap['data_layer']))
@@ -320,7 +324,10 @@ class SolverWrapper:
                 else:
                     data = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)).to(self.device)
                 losses = self.model.train_losses(data, blobs)
-                sum(losses.values()).backward()
+                if self.loss_scale.enabled:
+                    (sum(losses.values()) * self.loss_scale.scale).backward()
+                else:
+                    sum(losses.values()).backward()
                 for k, v in losses.items():
                     sums[k] = sums[k] + v.detach() if k in sums else v.detach()
             stop_here = self.stop is not None and self.stop.signum is not None
@@ -333,7 +340,12 @@ class SolverWrapper:
                 raise TrainingDiverged('iteration {}: the loss is {} (lr {:g}; images: {}); lower base_lr, add '
                                        'warm-up or clip_gradients. No snapshot was written.'.format(
                                            self.iter + 1, total, lr, _names(images)))
-            self.optimizer.step(lr, per_iter, float(s['clip_gradients']))
+            scale = self.loss_scale.scale
+            if self.loss_scale.update(not self.loss_scale.enabled or self.optimizer.grads_finite()):
+                self.optimizer.step(lr, per_iter, float(s['clip_gradients']), grad_scale=1.0 / scale)
+            elif self.rank == 0:
+                print('Iteration {:d}: float16 gradients overflowed at loss scale {:g}; the update is skipped and the '
+                      'scale halved'.format(self.iter + 1, scale), flush=True)
             self._watch_weights(self.iter + 1, lr, images)
             smoothed.append(total)
             for k, v in parts.items():

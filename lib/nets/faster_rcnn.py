@@ -13,8 +13,8 @@ image and each loss is the mean over the images, so N images weigh as N one-imag
   number of RoIs); scalar tensors, each with loss_weight 1;
 - eval mode: ``(rois (R,5) [0,x1,y1,x2,y2] in blob coordinates, cls_prob (R,K), bbox_pred (R,4K))``.
 
-Mixed precision (``cfg.AMP``, opt-in): the body, the RPN's 3x3 conv and the fc head run under bfloat16 autocast
-(on a CPU with AMX oneDNN's bf16 convolutions are ~2.5x as fast); their outputs are cast back, so the RPN's 1x1
+Mixed precision (``cfg.AMP``, opt-in): the body, the RPN's 3x3 conv and the fc head run under bfloat16 (or, 'fp16',
+float16) autocast (on a CPU with AMX oneDNN's bf16 convolutions are ~2.5x as fast); their outputs are cast back, so the RPN's 1x1
 convs, the proposal and target layers, RoI pooling, cls_score, bbox_pred and the losses stay float32, as do the
 weights and their gradients.
 
@@ -407,17 +407,20 @@ class FasterRCNN(nn.Module):
 
 
 def amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
-    """cfg.AMP on ``device``: 'off' -> None (float32), 'bf16' -> torch.bfloat16, 'auto' -> bfloat16 where it is
-    fast (a CPU with AMX tiles, whose oneDNN convolutions then run ~2.5x as fast as float32; a CUDA device with
-    bfloat16 support), else None."""
+    """cfg.AMP on ``device``: 'off' -> None (float32), 'bf16' -> torch.bfloat16, 'fp16' -> torch.float16 (training
+    scales the loss: solver.LossScale), 'auto' -> bfloat16 where it is fast (a CPU with AMX tiles, whose oneDNN
+    convolutions then run ~2.5x as fast as float32; a CUDA device with bfloat16 support), float16 on a CUDA device
+    without bfloat16 (before Ampere), else None."""
     if mode == 'off':
         return None
     if mode == 'bf16':
         return torch.bfloat16
+    if mode == 'fp16':
+        return torch.float16
     if mode != 'auto':
-        raise ValueError("cfg.AMP must be 'off', 'bf16' or 'auto', got {!r}".format(mode))
+        raise ValueError("cfg.AMP must be 'off', 'bf16', 'fp16' or 'auto', got {!r}".format(mode))
     if device.type == 'cuda':
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == 'cpu':
         return torch.bfloat16 if _cpu_has_amx() else None
     return None

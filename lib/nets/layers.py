@@ -112,7 +112,7 @@ class GroupNormReLU(nn.GroupNorm):
     and state-dict keys are nn.GroupNorm's (``weight``, ``bias``)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == 'cpu' and _C is not None and self.affine:
+        if x.device.type == 'cpu' and _C is not None and self.affine and x.dtype != torch.float16:
             return _GroupNormReLUFunction.apply(x, self.weight, self.bias, self.num_groups, self.eps)
         if x.device.type == 'cpu':
             global _warned_fallback
@@ -121,7 +121,7 @@ class GroupNormReLU(nn.GroupNorm):
                 warnings.warn('nets: the extension nets._C is not built ({}); GroupNormReLU runs PyTorch\'s '
                               'group_norm and relu (slower). Build it with `make setup`.'.format(_IMPORT_ERROR),
                               RuntimeWarning, stacklevel=2)
-            x = x.float()  # PyTorch's bfloat16 group_norm is slow on the CPU
+            x = x.float()  # PyTorch's bfloat16 group_norm is slow on the CPU (float16: the fused op has none)
         return F.relu(F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps), inplace=True)
 
 

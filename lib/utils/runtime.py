@@ -1,4 +1,4 @@
-"""Process-wide settings of the CPU runtime that the command-line tools make before any network runs."""
+"""Process-wide settings of the CPU and CUDA runtimes that the command-line tools make before any network runs."""
 from __future__ import annotations
 
 import os
@@ -21,3 +21,10 @@ def tune_cpu_runtime() -> None:
     again."""
     os.environ.setdefault('ONEDNN_PRIMITIVE_CACHE_CAPACITY', str(ONEDNN_PRIMITIVE_CACHE))
     torch.set_flush_denormal(True)  # False (and nothing done) where the CPU has no such mode
+
+
+def tune_cuda_runtime(device: torch.device, cudnn_benchmark: bool) -> None:
+    """On a CUDA device, cfg.CUDNN_BENCHMARK: let cuDNN time its convolution algorithms for each new input shape
+    (worth it when the shapes repeat; the first minibatch of each shape is slower). Nothing on other devices."""
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = bool(cudnn_benchmark)

@@ -249,3 +249,52 @@ def test_snapshot_of_another_file_is_a_clear_error(tmp_path):
     torch.save({'a': torch.zeros(1)}, str(p))
     with pytest.raises(ValueError, match='not a py-faster-rcnn-torch snapshot'):
         load_snapshot(str(p))
+
+
+# ----------------------------------------------------------------------------- float16 loss scaling
+def test_loss_scale_halves_on_overflow_and_doubles_after_good_steps():
+    from fast_rcnn.solver import LossScale
+    ls = LossScale(True, init_scale=8.0, growth_interval=3)
+    assert ls.update(False) is False and ls.scale == 4.0
+    assert [ls.update(True) for _ in range(3)] == [True] * 3 and ls.scale == 8.0  # doubled after 3 good ones
+    assert ls.update(True) and ls.good_steps == 1
+    other = LossScale(True)
+    other.load_state_dict(ls.state_dict())
+    assert (other.scale, other.good_steps) == (8.0, 1)
+    off = LossScale(False)
+    assert off.scale == 1.0 and off.update(False) is True  # bf16 / float32: every step taken
+
+
+def test_step_with_grad_scale_is_the_unscaled_step():
+    # gradients 2^10 times too large and grad_scale 2^-10: bit for bit the plain step (powers of two are exact),
+    # gradient clipping included (it sees the true norm)
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(5))
+    g = torch.randn(5) * 3
+    out = []
+    for factor, grad_scale in ((1.0, 1.0), (1024.0, 1.0 / 1024)):
+        p = torch.nn.Parameter(w.detach().clone())
+        opt = CaffeSGD([('w', p, 1.0, 1.0)], momentum=0.9, weight_decay=0.01)
+        p.grad = g * factor
+        opt.step(0.1, iter_size=2, clip_gradients=1.0, grad_scale=grad_scale)
+        out.append(p.detach().clone())
+    assert torch.equal(out[0], out[1])
+    p.grad = torch.tensor([1.0, float('inf'), 0, 0, 0])
+    assert opt.grads_finite() is False
+
+
+def test_float16_training_runs_skips_overflows_and_resumes_its_scale(tmp_path):
+    c = _cfg()
+    c.AMP = 'fp16'
+    c.TRAIN.SNAPSHOT_ITERS = 1000
+    sw = SolverWrapper(_model(c), _TinyData(), str(tmp_path), _solver(), c, CLASSES)
+    assert sw.loss_scale.enabled and sw.loss_scale.scale == 2.0 ** 16
+    sw.loss_scale.scale = 2.0 ** 140  # overflows float32 gradients at once: skipped, halved
+    path = sw.train_model(4)
+    assert sw.loss_scale.scale < 2.0 ** 140
+    snap = load_snapshot(path)
+    assert snap['loss_scale']['scale'] == sw.loss_scale.scale
+    assert all(torch.isfinite(v).all() for v in snap['model'].values())
+    again = SolverWrapper(_model(c), _TinyData(), str(tmp_path / 'b'), _solver(), c, CLASSES)
+    again.restore(path)
+    assert again.loss_scale.scale == sw.loss_scale.scale

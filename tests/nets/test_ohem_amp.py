@@ -72,8 +72,14 @@ def test_amp_dtype_follows_cfg_and_hardware(monkeypatch):
     assert frc.amp_dtype('auto', cpu) is torch.bfloat16
     monkeypatch.setattr(frc, '_cpu_has_amx', lambda: False)
     assert frc.amp_dtype('auto', cpu) is None          # float32 where bfloat16 would be slow
-    with pytest.raises(ValueError, match="cfg.AMP must be 'off', 'bf16' or 'auto'"):
-        frc.amp_dtype('fp16', cpu)
+    assert frc.amp_dtype('fp16', cpu) is torch.float16
+    cuda = torch.device('cuda')
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: False)
+    assert frc.amp_dtype('auto', cuda) is torch.float16  # a GPU before Ampere
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: True)
+    assert frc.amp_dtype('auto', cuda) is torch.bfloat16
+    with pytest.raises(ValueError, match="cfg.AMP must be 'off', 'bf16', 'fp16' or 'auto'"):
+        frc.amp_dtype('half', cpu)
 
 
 def test_bf16_autocast_forward_is_close_to_float32_and_keeps_float32_outputs():

@@ -1,4 +1,4 @@
-"""utils.runtime: the tools' process-wide CPU settings."""
+"""utils.runtime: the tools' process-wide CPU and CUDA settings."""
 import os
 
 import pytest
@@ -37,3 +37,14 @@ def test_denormals_flushed_to_zero(restore_denormals):
     # arithmetic: a denormal input counts as 0 and a product below the normal range becomes 0
     assert torch.mm(w, torch.ones(8, 8)).abs().max().item() == 0.0
     assert (torch.full((4,), 1e-20) * 1e-20).tolist() == [0.0] * 4
+
+
+def test_cudnn_benchmark_follows_the_cfg_on_a_cuda_device_only(monkeypatch):
+    from utils.runtime import tune_cuda_runtime
+    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', False)
+    tune_cuda_runtime(torch.device('cpu'), True)
+    assert torch.backends.cudnn.benchmark is False
+    tune_cuda_runtime(torch.device('cuda', 0), True)
+    assert torch.backends.cudnn.benchmark is True
+    tune_cuda_runtime(torch.device('cuda', 0), False)
+    assert torch.backends.cudnn.benchmark is False

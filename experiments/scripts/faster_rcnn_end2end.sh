@@ -3,7 +3,8 @@
 # ./experiments/scripts/faster_rcnn_end2end.sh DEVICE NET DATASET [options args to {train,test}_net.py]
 # DEVICE is a GPU id (0, 1, ...), cuda, cuda:N or cpu.
 # NET in {ZF, VGG_CNN_M_1024, VGG16} for pascal_voc and coco; TINY for shapes (the built-in dataset).
-# DATASET is either pascal_voc, coco or shapes.
+# DATASET is either pascal_voc, coco, shapes or a labelImg / VOC-layout folder (its trainval and test splits;
+# TINY uses shapes' solver, the other networks pascal_voc's).
 #
 # Example:
 # ./experiments/scripts/faster_rcnn_end2end.sh 0 VGG16 pascal_voc \
@@ -11,6 +12,7 @@
 # ./experiments/scripts/faster_rcnn_end2end.sh cpu TINY shapes
 #
 # Rerunning the same command after an interruption resumes training from the newest snapshot.
+# ITERS=N trains N iterations instead of the schedule's.
 # WEIGHTS=path overrides the ImageNet weights (default data/imagenet_models/NET.v2.caffemodel, or for VGG16
 # torchvision's vgg16-397923af.pth, which data/scripts/fetch_imagenet_models.sh downloads by default).
 
@@ -62,10 +64,16 @@ case $DATASET in
     PT_DIR="shapes"
     ;;
   *)
-    echo "No dataset given (pascal_voc, coco or shapes)"
-    exit 1
+    if [ ! -d "${DATASET}" ]; then
+      echo "No dataset given (pascal_voc, coco, shapes or a folder)"
+      exit 1
+    fi
+    TRAIN_IMDB="${DATASET}:trainval"
+    TEST_IMDB="${DATASET}:test"
+    if [ "${NET}" = "TINY" ]; then PT_DIR="shapes"; else PT_DIR="pascal_voc"; fi
     ;;
 esac
+if [ -n "${ITERS}" ]; then ITERS_ARGS="--iters ${ITERS}"; fi
 
 SOLVER=models/${PT_DIR}/${NET}/faster_rcnn_end2end/solver.yml
 if [ ! -f "${SOLVER}" ]; then

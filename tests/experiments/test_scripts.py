@@ -105,3 +105,20 @@ def test_a_device_that_is_not_one_stops_the_script(tmp_path):
     proc, calls = _run(tmp_path, 'faster_rcnn_end2end.sh', ['gpu0', 'TINY', 'shapes'])
     assert proc.returncode != 0 and 'DEVICE must be a GPU id, cuda, cuda:N or cpu (got gpu0)' in proc.stderr
     assert not calls
+
+
+def test_end2end_script_takes_a_labelimg_folder_and_iters(tmp_path):
+    folder = tmp_path / 'my_set'
+    folder.mkdir()
+    proc, calls = _run(tmp_path, 'faster_rcnn_end2end.sh', ['cuda', 'TINY', str(folder)], {'ITERS': '20'})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    train, test = calls
+    assert train[train.index('--imdb') + 1] == str(folder) + ':trainval'
+    assert train[train.index('--solver') + 1] == 'models/shapes/TINY/faster_rcnn_end2end/solver.yml'
+    assert train[train.index('--iters') + 1] == '20' and train[train.index('--device') + 1] == 'cuda'
+    assert test[test.index('--imdb') + 1] == str(folder) + ':test' and '--iters' not in test
+    proc, calls = _run(tmp_path, 'faster_rcnn_end2end.sh', ['0', 'VGG16', str(folder)], {'WEIGHTS': '/w.pth'})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert calls[0][calls[0].index('--solver') + 1] == 'models/pascal_voc/VGG16/faster_rcnn_end2end/solver.yml'
+    proc, calls = _run(tmp_path, 'faster_rcnn_end2end.sh', ['cpu', 'TINY', str(tmp_path / 'missing')])
+    assert proc.returncode == 1 and 'No dataset given' in proc.stdout and not calls

@@ -7,7 +7,9 @@ maximum wins; the gradient flows to that maximum only (none to the RoIs).
 
 Back-ends: our C++/CUDA op (lib/roi_pooling/csrc, built by setup.py) is 'native'. Without it (not built, or built
 without CUDA and used on a GPU) torchvision.ops.roi_pool, which implements the same algorithm, is used instead and
-one warning says why; backend(device) tells which one runs.
+one warning says why. On a GPU, at first use, ours and torchvision's are also timed (forward + backward, VGG16's
+sizes) and torchvision's runs from then on if it is faster and gives the same output there (one printed line says
+which and why); backend(device) tells which one runs.
 
     pool = RoIPool(7, 7, 1.0 / 16)
     out = pool(features, rois)   # features (N, C, H, W), rois (R, 5) [batch, x1, y1, x2, y2] -> (R, C, 7, 7)
@@ -16,7 +18,8 @@ RoIAlign (``RoIAlign`` / ``roi_align``, opt-in with ``POOLING_MODE: align``) has
 semantics; on the CPU our kernels run it (torchvision's CPU forward + backward is ~6x slower), on a GPU and
 without the native build torchvision's does.
 """
-from typing import Optional, Union
+import time
+from typing import Dict, Optional, Union
 import warnings
 
 import torch
@@ -33,7 +36,7 @@ except ImportError as e:  # not built: fall back to torchvision
     _IMPORT_ERROR = str(e)
 
 _warned = set()
-_cuda_checked = {}
+_cuda_choice: Dict[str, str] = {}  # per GPU, after its first use: 'native' or 'torchvision'
 
 
 def _warn_once(key: str, msg: str) -> None:
@@ -56,8 +59,18 @@ def _fallback_reason(device: torch.device) -> Optional[str]:
 
 
 def backend(device: Union[str, torch.device] = 'cpu') -> str:
-    """'native' when our op runs for tensors on `device`, 'torchvision' when the fallback does."""
-    return 'native' if _fallback_reason(torch.device(device)) is None else 'torchvision'
+    """'native' when our op runs for tensors on `device`, 'torchvision' when torchvision's does (the fallback, or
+    on a GPU where it was found faster at first use)."""
+    device = torch.device(device)
+    if _fallback_reason(device) is not None:
+        return 'torchvision'
+    return _cuda_choice.get(_key(device), 'native') if device.type == 'cuda' else 'native'
+
+
+def _key(device: torch.device) -> str:
+    """'cuda:N' of a CUDA device ('cuda' alone: the current one)."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return 'cuda:%d' % index
 
 
 def _rebuild_hint(device: torch.device) -> str:
@@ -113,10 +126,64 @@ def _check_args(features: torch.Tensor, rois: torch.Tensor) -> None:
         torch._assert_async(((batch >= 0) & (batch < n)).all(), 'roi_pooling: RoI batch indices must lie in [0, N)')
 
 
+def faster_backend(native_s: float, torchvision_s: float, same_output: bool) -> str:
+    """The RoI pooling to run on a GPU: torchvision's only when it gives the same output and is faster."""
+    return 'torchvision' if same_output and torchvision_s < native_s else 'native'
+
+
+def _seconds(fn, repeat: int = 5) -> float:
+    """Median seconds of fn() on the GPU after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+def _pick_cuda_backend(device: torch.device) -> str:
+    """Time ours and torchvision's forward + backward at VGG16's sizes (1x512x38x50, 300 RoIs, 7x7, 1/16) on
+    ``device``; say which runs from now on and why."""
+    with torch.enable_grad(), torch.autocast('cuda', enabled=False):  # the first use may come under no_grad
+        return _time_both(device)
+
+
+def _time_both(device: torch.device) -> str:
+    from torchvision.ops import roi_pool as tv_roi_pool
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(1, 512, 38, 50, generator=g).to(device).requires_grad_()
+    xy = torch.rand(300, 4, generator=g) * torch.tensor([800.0, 600.0, 800.0, 600.0])
+    rois = torch.cat([torch.zeros(300, 1), torch.minimum(xy[:, :2], xy[:, 2:]), torch.maximum(xy[:, :2], xy[:, 2:])],
+                     1).to(device)
+    grad = torch.randn(300, 512, 7, 7, generator=g).to(device)
+
+    def ours():
+        feats.grad = None
+        _RoIPoolFunction.apply(feats, rois, 7, 7, 1.0 / 16).backward(grad)
+
+    def theirs():
+        feats.grad = None
+        tv_roi_pool(feats, rois, (7, 7), 1.0 / 16).backward(grad)
+
+    with torch.no_grad():
+        same = torch.equal(_RoIPoolFunction.apply(feats, rois, 7, 7, 1.0 / 16), tv_roi_pool(feats, rois, (7, 7),
+                                                                                             1.0 / 16))
+    t_ours, t_tv = _seconds(ours), _seconds(theirs)
+    choice = faster_backend(t_ours, t_tv, same)
+    print('roi_pooling on %s: forward + backward (300 RoIs, 512x38x50) ours %.3f ms, torchvision\'s %.3f ms, same '
+          'output: %s; using %s' % (torch.cuda.get_device_name(device), t_ours * 1e3, t_tv * 1e3, same,
+                                    'ours' if choice == 'native' else "torchvision's"), flush=True)
+    return choice
+
+
 def _self_check_cuda(device: torch.device) -> None:
-    """Once per GPU: the CUDA kernels must agree with the CPU ones, else refuse (wrong-arch builds)."""
-    key = str(device)
-    if _cuda_checked.get(key):
+    """Once per GPU: the CUDA kernels must agree with the CPU ones, else refuse (wrong-arch builds); then the faster
+    of ours and torchvision's is picked (_pick_cuda_backend)."""
+    key = _key(device)
+    if key in _cuda_choice:
         return
     g = torch.Generator().manual_seed(0)
     feats = torch.randn(2, 3, 12, 17, generator=g)
@@ -129,7 +196,7 @@ def _self_check_cuda(device: torch.device) -> None:
         raise RuntimeError('roi_pooling: the CUDA kernels disagree with the CPU ones on %s (compiled for %s); '
                            'refusing to run. Rebuild for this GPU: %s'
                            % (torch.cuda.get_device_name(device), _C.cuda_archs, _rebuild_hint(device)))
-    _cuda_checked[key] = True
+    _cuda_choice[key] = _pick_cuda_backend(device)
 
 
 def roi_pool(features: torch.Tensor, rois: torch.Tensor, pooled_height: int, pooled_width: int,
@@ -148,11 +215,12 @@ def roi_pool(features: torch.Tensor, rois: torch.Tensor, pooled_height: int, poo
     reason = _fallback_reason(features.device)
     if reason is not None:
         _warn_once(reason, reason)
+    elif features.device.type == 'cuda':
+        _self_check_cuda(features.device)
+    if backend(features.device) == 'torchvision':
         from torchvision.ops import roi_pool as tv_roi_pool
         out = tv_roi_pool(features, rois, (int(pooled_height), int(pooled_width)), float(spatial_scale))
     else:
-        if features.device.type == 'cuda':
-            _self_check_cuda(features.device)
         out = _RoIPoolFunction.apply(features, rois, int(pooled_height), int(pooled_width), float(spatial_scale))
     return out.to(out_dtype)
 

@@ -157,7 +157,7 @@ def test_cuda_matches_cpu_and_torchvision():
     feats = torch.randn(N, C, H, W)
     rois = torch.cat([_edge_rois(H, W, 0), _edge_rois(H, W, 1), _random_rois(rng, 300, H, W, N)])
     grad = torch.randn(rois.shape[0], C, 7, 7)
-    assert backend('cuda') == 'native'
+    assert roi_pooling._fallback_reason(torch.device('cuda')) is None  # our CUDA kernels are built
     a = feats.cuda().requires_grad_()
     out = roi_pool(a, rois.cuda(), 7, 7, SCALE)
     assert torch.equal(out.cpu(), roi_pool(feats, rois, 7, 7, SCALE))
@@ -176,3 +176,22 @@ def test_cuda_gradcheck_float64():
     rois = torch.tensor([[0, 0, 0, 50, 40], [1, 10, 5, 100, 90], [1, -20, -20, 300, 300]],
                         dtype=torch.float64).cuda()
     assert torch.autograd.gradcheck(lambda f: roi_pool(f, rois, 3, 2, SCALE), (feats,), eps=1e-6, atol=1e-8)
+
+
+def test_torchvision_runs_on_a_gpu_only_when_faster_and_the_same():
+    from roi_pooling import faster_backend
+    assert faster_backend(2e-3, 1e-3, True) == 'torchvision'
+    assert faster_backend(2e-3, 1e-3, False) == 'native'   # never with another output
+    assert faster_backend(1e-3, 2e-3, True) == 'native'
+
+
+@needs_cuda
+def test_the_gpu_backend_is_picked_once_and_reported(capsys):
+    import roi_pooling as rp
+    rp._cuda_choice.pop('cuda:0', None)
+    feats = torch.randn(1, 8, 10, 10, device='cuda')
+    rois = torch.tensor([[0, 0, 0, 50, 60.0]], device='cuda')
+    with torch.no_grad():  # as at test time: the timing still runs a backward
+        rp.roi_pool(feats, rois, 2, 2, 1 / 8.0)
+    assert 'roi_pooling on' in capsys.readouterr().out
+    assert rp.backend('cuda:0') == rp._cuda_choice['cuda:0'] in ('native', 'torchvision')

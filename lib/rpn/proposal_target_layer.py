@@ -78,16 +78,17 @@ def proposal_target_layer(rpn_rois: Array, gt_boxes: Array, num_classes: int, cf
     if num_classes < 1:
         raise ValueError(f'{_WHERE}: num_classes must be >= 1, got {num_classes}')
     G = gt.shape[0]
-    if G:
-        classes = gt[:, 4]
-        if bool((classes.min() < 0) | (classes.max() >= num_classes)):
-            raise ValueError(f'{_WHERE}: gt_boxes classes must lie in [0, {num_classes}), got '
-                             f'{np.unique(classes.cpu().numpy()).tolist()}')
-
-    # gt boxes become candidates too
-    dtype = torch.promote_types(rois_in.dtype, gt.dtype)
+    dtype = torch.promote_types(rois_in.dtype, gt.dtype)  # the gt boxes become candidates too
     all_rois = torch.cat((rois_in.to(dtype), torch.cat((gt.new_zeros((G, 1)), gt[:, :4]), dim=1).to(dtype)))
-    if bool((all_rois[:, 0] != 0).any()):
+    bad_class = ((gt[:, 4] < 0) | (gt[:, 4] >= num_classes)).any()
+    bad_index = (all_rois[:, 0] != 0).any()
+    if work.type != 'cpu':  # checked on the device, without a host sync
+        torch._assert_async(~bad_class, f'{_WHERE}: gt_boxes classes must lie in [0, {num_classes})')
+        torch._assert_async(~bad_index, f'{_WHERE}: every rpn_rois[:, 0] must be 0 (one image per call)')
+    elif bool(bad_class):
+        raise ValueError(f'{_WHERE}: gt_boxes classes must lie in [0, {num_classes}), got '
+                         f'{np.unique(gt[:, 4].numpy()).tolist()}')
+    elif bool(bad_index):
         raise ValueError(f'{_WHERE}: only single-image batches are supported: every rpn_rois[:, 0] must be 0')
     with torch.no_grad():
         out = _sample_rois(all_rois, gt, int(num_classes), train, rng, sample)

@@ -20,7 +20,7 @@ Keys added beyond the original (each keeps the original's behaviour by default):
 - ``TRAIN.RPN_GUARD_ZERO_OVERLAP``: when True, a ground-truth box that overlaps no inside anchor no longer makes
   every zero-overlap anchor foreground (the original's quirk, kept by default).
 - ``DEVICE``: ``'cpu'``, ``'cuda'`` or ``'cuda:N'``; the original's ``GPU_ID``/``USE_GPU_NMS`` still exist.
-- ``AMP``: bfloat16 or float16 autocast for the convolutions and fc layers (opt-in; ``'auto'`` where the hardware has it).
+- ``AMP``: bfloat16 or float16 autocast for the convolutions and fc layers (opt-in; ``'auto'``: the hardware's).
 - ``SIZE_DIVISIBILITY``: image blobs padded to a multiple of this size (opt-in; 1 = the original).
 - ``SKIP_BAD_ANNOTATIONS``: warn and skip a broken annotation or image instead of stopping with an error.
 """

@@ -14,9 +14,9 @@ image and each loss is the mean over the images, so N images weigh as N one-imag
 - eval mode: ``(rois (R,5) [0,x1,y1,x2,y2] in blob coordinates, cls_prob (R,K), bbox_pred (R,4K))``.
 
 Mixed precision (``cfg.AMP``, opt-in): the body, the RPN's 3x3 conv and the fc head run under bfloat16 (or, 'fp16',
-float16) autocast (on a CPU with AMX oneDNN's bf16 convolutions are ~2.5x as fast); their outputs are cast back, so the RPN's 1x1
-convs, the proposal and target layers, RoI pooling, cls_score, bbox_pred and the losses stay float32, as do the
-weights and their gradients.
+float16) autocast (on a CPU with AMX oneDNN's bf16 convolutions are ~2.5x as fast); their outputs are cast back, so
+the RPN's 1x1 convs, the proposal and target layers, RoI pooling, cls_score, bbox_pred and the losses stay
+float32, as do the weights and their gradients.
 
 ``data`` is always the Caffe-style blob (BGR, 0-255, cfg.PIXEL_MEANS subtracted). A model initialised from
 torchvision ImageNet weights (``input_mode == 'torchvision'``) converts it to RGB/255 with ImageNet mean/std

@@ -52,3 +52,18 @@ def test_gpu_float64_ties_and_odd_boxes():
 def test_gpu_empty():
     keep = gpu.gpu_nms(torch.zeros((0, 5), device='cuda'), 0.5)
     assert keep.shape == (0,) and keep.is_cuda
+
+
+@pytest.mark.parametrize('thresh', [0.3, 0.7])
+def test_both_gpu_back_ends_match_cpu_and_the_pick_is_reported(thresh, capsys):
+    # gpu_nms runs our kernel or torchvision's, whichever was faster at first use with the same boxes kept
+    rng = np.random.RandomState(5)
+    dets = _boxes(rng, 6000)
+    dets[:, 4] = np.round(dets[:, 4], 2)  # tied scores
+    want = cpu_nms(dets, thresh)
+    d = torch.from_numpy(dets).cuda()
+    np.testing.assert_array_equal(gpu._raw(d, thresh).cpu().numpy(), want)
+    np.testing.assert_array_equal(gpu.torchvision_keep(d, thresh).cpu().numpy(), want)
+    gpu._choice.clear()
+    np.testing.assert_array_equal(gpu.gpu_nms(d, thresh).cpu().numpy(), want)
+    assert 'gpu_nms on' in capsys.readouterr().out and gpu._choice['cuda:0'] in ('native', 'torchvision')

@@ -159,3 +159,17 @@ def test_cpu_nms_max_keep_is_the_head_of_the_full_result(nice):
     for k in (1, 7, 300, len(full), len(full) + 5):
         np.testing.assert_array_equal(cpu_nms(dets, 0.7, k), full[:k])
     np.testing.assert_array_equal(cpu_nms(dets, 0.7, 0), full)
+
+
+@pytest.mark.parametrize('thresh', [0.3, 0.5, 0.7, np.float64(0.7)])
+def test_torchvision_keep_is_ours_given_our_order_and_plus_one_boxes(thresh):
+    # what a GPU may run instead of our kernel when it is faster: torchvision.ops.nms on the boxes in numpy's score
+    # order (tied scores included) with stand-in scores it cannot reorder, x2/y2 + 1 for the +1 areas
+    from nms import gpu_nms
+    rng = np.random.RandomState(11)
+    xy = rng.uniform(0, 300, size=(3000, 2))
+    dets = np.hstack([xy, xy + rng.uniform(8, 150, size=(3000, 2)),
+                      np.round(rng.uniform(size=(3000, 1)), 2)]).astype(np.float32)  # many tied scores
+    dets[:500, :4] = np.round(dets[:500, :4])  # integer boxes: exact IoU ties too
+    got = gpu_nms.torchvision_keep(torch.from_numpy(dets), thresh).numpy()
+    np.testing.assert_array_equal(got, cpu_nms(dets, thresh))

@@ -235,7 +235,8 @@ def test_prefetching_workers_train_the_same_weights(trained):
     """TRAIN.USE_PREFETCH (DataLoader workers make the minibatches): bit for bit the weights of the plain run."""
     import torch
     tmp = trained['tmp']
-    rc, out = _run(['tools/train_net.py', '--solver', str(tmp / 'solver.yml'), '--imdb', trained['folder'] + ':trainval',
+    rc, out = _run(['tools/train_net.py', '--solver', str(tmp / 'solver.yml'),
+                    '--imdb', trained['folder'] + ':trainval',
                     '--cfg', 'experiments/cfgs/faster_rcnn_end2end.yml', '--threads', '1',
                     '--set', 'ROOT_DIR', str(tmp), 'DATA_DIR', str(tmp / 'data'), 'EXP_DIR', 'cli_prefetch',
                     'TRAIN.USE_PREFETCH', 'True', 'TRAIN.PREFETCH_WORKERS', '2'])

@@ -7,13 +7,13 @@ torchvision.ops.nms (given the boxes in our score order with strictly decreasing
 for its IoU without "+1") on 12000 proposal-like boxes; torchvision's runs from then on if it is faster and keeps
 the same boxes on the check's inputs. One printed line says which and why.
 """
-import time
 from typing import Dict, Optional
 
 import numpy as np
 import torch
 
 from rpn.device_ops import descending_order
+from utils.timer import median_seconds
 
 try:
     from nms import _gpu_nms as _ext  # type: ignore[attr-defined]
@@ -77,18 +77,6 @@ def _proposal_like(n: int, seed: int) -> np.ndarray:
     return np.hstack([xy, np.minimum(xy + wh, [799, 599]), rng.uniform(size=(n, 1))]).astype(np.float32)
 
 
-def _seconds(fn, repeat: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2]
-
-
 def _pick(device: torch.device, check_sets) -> str:
     """'torchvision' when torchvision's NMS keeps what ours keeps on ``check_sets`` ((dets, thresh) pairs) and on
     12000 proposal-like boxes at IoU 0.7, and is faster there; else 'native'. Says which in one line."""
@@ -96,8 +84,8 @@ def _pick(device: torch.device, check_sets) -> str:
     try:
         dets = torch.from_numpy(_proposal_like(12000, 7)).to(device)
         same = all(torch.equal(torchvision_keep(d, t), _raw(d, t)) for d, t in list(check_sets) + [(dets, 0.7)])
-        t_ours = _seconds(lambda: _raw(dets, 0.7))
-        t_tv = _seconds(lambda: torchvision_keep(dets, 0.7))
+        t_ours = median_seconds(lambda: _raw(dets, 0.7))
+        t_tv = median_seconds(lambda: torchvision_keep(dets, 0.7))
     except Exception as e:  # noqa: BLE001 - torchvision's NMS is only ever an alternative
         print('gpu_nms on %s: torchvision\'s NMS could not be compared (%s); using ours' % (name, e), flush=True)
         return 'native'

@@ -18,13 +18,14 @@ RoIAlign (``RoIAlign`` / ``roi_align``, opt-in with ``POOLING_MODE: align``) has
 semantics; on the CPU our kernels run it (torchvision's CPU forward + backward is ~6x slower), on a GPU and
 without the native build torchvision's does.
 """
-import time
 from typing import Dict, Optional, Union
 import warnings
 
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
+
+from utils.timer import median_seconds
 
 __all__ = ['RoIPool', 'roi_pool', 'RoIAlign', 'roi_align', 'backend']
 
@@ -131,19 +132,6 @@ def faster_backend(native_s: float, torchvision_s: float, same_output: bool) -> 
     return 'torchvision' if same_output and torchvision_s < native_s else 'native'
 
 
-def _seconds(fn, repeat: int = 5) -> float:
-    """Median seconds of fn() on the GPU after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2]
-
-
 def _pick_cuda_backend(device: torch.device) -> str:
     """Time ours and torchvision's forward + backward at VGG16's sizes (1x512x38x50, 300 RoIs, 7x7, 1/16) on
     ``device``; say which runs from now on and why."""
@@ -171,7 +159,7 @@ def _time_both(device: torch.device) -> str:
     with torch.no_grad():
         same = torch.equal(_RoIPoolFunction.apply(feats, rois, 7, 7, 1.0 / 16), tv_roi_pool(feats, rois, (7, 7),
                                                                                              1.0 / 16))
-    t_ours, t_tv = _seconds(ours), _seconds(theirs)
+    t_ours, t_tv = median_seconds(ours), median_seconds(theirs)
     choice = faster_backend(t_ours, t_tv, same)
     print('roi_pooling on %s: forward + backward (300 RoIs, 512x38x50) ours %.3f ms, torchvision\'s %.3f ms, same '
           'output: %s; using %s' % (torch.cuda.get_device_name(device), t_ours * 1e3, t_tv * 1e3, same,

@@ -21,3 +21,19 @@ class Timer:
         self.calls += 1
         self.average_time = self.total_time / self.calls
         return self.average_time if average else self.diff
+
+
+def median_seconds(fn, repeat: int = 5, cuda: bool = True) -> float:
+    """Median wall seconds of ``repeat`` calls of fn() after one warm-up call; with ``cuda``, the GPU's queued work
+    is waited for around each call (torch.cuda.synchronize)."""
+    import torch
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    fn()
+    times = []
+    for _ in range(repeat):
+        sync()
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]

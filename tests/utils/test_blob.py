@@ -69,3 +69,12 @@ def test_blob_padded_to_size_divisibility():
     assert im_list_to_blob([np.ones((8, 12, 3), np.float32)], size_divisibility=4).shape == (1, 3, 8, 12)
     with pytest.raises(ValueError, match='size_divisibility must be >= 1'):
         im_list_to_blob([a], size_divisibility=0)
+
+
+def test_median_seconds_is_the_median_of_the_timed_calls(monkeypatch):
+    from utils.timer import median_seconds
+    clock = iter([0.0, 5.0, 10.0, 11.0, 20.0, 23.0])  # calls of 5, 1 and 3 s after the untimed warm-up
+    monkeypatch.setattr('utils.timer.time.perf_counter', lambda: next(clock))
+    calls = []
+    assert median_seconds(lambda: calls.append(1), repeat=3, cuda=False) == 3.0
+    assert len(calls) == 4

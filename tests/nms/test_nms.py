@@ -173,3 +173,14 @@ def test_torchvision_keep_is_ours_given_our_order_and_plus_one_boxes(thresh):
     dets[:500, :4] = np.round(dets[:500, :4])  # integer boxes: exact IoU ties too
     got = gpu_nms.torchvision_keep(torch.from_numpy(dets), thresh).numpy()
     np.testing.assert_array_equal(got, cpu_nms(dets, thresh))
+
+
+def test_torchvision_keep_compares_a_python_float_thresh_in_float32():
+    # IoU exactly float32(0.3) (> 0.3 in double): numpy's rule compares in float32, so the box is kept, as here.
+    # Boxes [0, 0, 9, 9] and [0, 0, 9, h-1]: IoU = 10 h / 100 for h <= 10 -> 0.3 at h = 3 (float32 rounding of 30/100)
+    from nms import gpu_nms
+    dets = np.array([[0, 0, 9, 9, 0.9], [0, 0, 9, 2, 0.8]], np.float32)
+    want = cpu_nms(dets, 0.3)
+    np.testing.assert_array_equal(gpu_nms.torchvision_keep(torch.from_numpy(dets), 0.3).numpy(), want)
+    np.testing.assert_array_equal(gpu_nms.torchvision_keep(torch.from_numpy(dets), np.float64(0.3)).numpy(),
+                                  cpu_nms(dets, np.float64(0.3)))

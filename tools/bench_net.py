@@ -96,9 +96,13 @@ def minibatch(path, boxes, num_classes, cfg, rng):
     return get_minibatch([entry], num_classes, cfg=cfg, rng=rng)
 
 
-def bench(net_name, args, tmpdir):
+def our_steps(net_name, args, tmpdir):
+    """Our network's (train_step, test_step, c): each step runs one iteration / test image and returns its stage
+    times (a dict, seconds); train_step also returns the blob shape, test_step the test blob's."""
     from fast_rcnn.train import make_optimizer
+    from nets.backbones import build_net
     from nets.faster_rcnn import FasterRCNN
+    from utils.blob import im_list_to_blob, prep_im_for_blob
     c, solver = make_cfg(DEFAULT_SOLVERS[net_name], args.set_cfgs)
     device = torch.device(args.device)
     rng = np.random.RandomState(0)
@@ -108,7 +112,6 @@ def bench(net_name, args, tmpdir):
     path = osp.join(tmpdir, 'bench_{}.png'.format(net_name))
     cv2.imwrite(path, im)
     model = FasterRCNN(net_name, args.num_classes, c).to(device)
-    from nets.backbones import build_net
     model.frozen_parameters(build_net(net_name).frozen)
     opt = make_optimizer(model, solver)
 
@@ -116,8 +119,7 @@ def bench(net_name, args, tmpdir):
         if device.type == 'cuda':
             torch.cuda.synchronize()
 
-    train_rows = []
-    for it in range(args.repeat + 1):
+    def train_step():
         t = {}
         model.train()
         t0 = time.perf_counter()
@@ -132,14 +134,12 @@ def bench(net_name, args, tmpdir):
         opt.step(1e-4)
         sync()
         t['backward'] = time.perf_counter() - t1
-        if it > 0:
-            train_rows.append(t)
-    test_rows = []
-    model.eval()
-    for it in range(args.repeat + 1):
+        return t, tuple(blobs['data'].shape[2:])
+
+    def test_step():
         t = {}
+        model.eval()
         t0 = time.perf_counter()
-        from utils.blob import im_list_to_blob, prep_im_for_blob
         img = cv2.imread(path)
         blob_im, scale = prep_im_for_blob(img, c.PIXEL_MEANS, c.TEST.SCALES[0], c.TEST.MAX_SIZE)
         blob = im_list_to_blob([blob_im], int(c.SIZE_DIVISIBILITY))
@@ -148,9 +148,8 @@ def bench(net_name, args, tmpdir):
         t['data'] = time.perf_counter() - t0
         with torch.no_grad():
             model(data, np.array([[blob_im.shape[0], blob_im.shape[1], scale]], np.float32), timers=t)
-        if it > 0:
-            test_rows.append(t)
-    return (tuple(blobs['data'].shape[2:]), tuple(blob.shape[2:])), train_rows, test_rows, c
+        return t, tuple(blob.shape[2:])
+    return train_step, test_step, c
 
 
 class _RoIMaxPool(torch.nn.Module):
@@ -188,9 +187,9 @@ def torchvision_vgg16(num_classes):
     return model
 
 
-def bench_torchvision(args, train_shape, test_shape, boxes):
-    """Mean seconds of a training iteration (forward, backward, SGD step) and of a test image, at our blobs'
-    sizes (torchvision's transform then leaves them as they are)."""
+def torchvision_steps(args, train_shape, test_shape, boxes):
+    """torchvision's (train_step, test_step) at our blobs' sizes (its transform then leaves them as they are): a
+    training iteration (forward, backward, SGD step) and a test image; each returns its seconds."""
     torch.manual_seed(0)
     device = torch.device(args.device)
     model = torchvision_vgg16(args.num_classes).to(device)
@@ -201,21 +200,18 @@ def bench_torchvision(args, train_shape, test_shape, boxes):
         if device.type == 'cuda':
             torch.cuda.synchronize()
 
-    def timed(fn):
-        out = []
-        for it in range(args.repeat + 1):
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            if it > 0:
-                out.append(time.perf_counter() - t0)
-        return float(np.mean(out))
-
     im = torch.from_numpy(rng.rand(3, *train_shape).astype(np.float32)).to(device)
     scale = float(train_shape[0]) / DEFAULT_SIZES['VGG16'][0]
     target = {'boxes': torch.from_numpy(boxes[:, :4] * scale).float().to(device),
               'labels': torch.arange(len(boxes), device=device) % (args.num_classes - 1) + 1}
+    im_test = torch.from_numpy(rng.rand(3, *test_shape).astype(np.float32)).to(device)
+
+    def timed(fn):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        return time.perf_counter() - t0
 
     def train_step():
         model.train()
@@ -224,13 +220,11 @@ def bench_torchvision(args, train_shape, test_shape, boxes):
         sum(losses.values()).backward()
         opt.step()
 
-    im_test = torch.from_numpy(rng.rand(3, *test_shape).astype(np.float32)).to(device)
-
     def test_step():
         model.eval()
         with torch.no_grad():
             model([im_test])
-    return timed(train_step), timed(test_step)
+    return (lambda: timed(train_step)), (lambda: timed(test_step))
 
 
 def report(name, shape, rows, kind):
@@ -255,7 +249,29 @@ def main(argv=None):
     print('torch {} on {} ({} threads)'.format(torch.__version__, args.device, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.nets:
-            (train_shape, test_shape), train_rows, test_rows, c = bench(name.upper(), args, tmp)
+            name = name.upper()
+            train_step, test_step, c = our_steps(name, args, tmp)
+            vs = args.vs_torchvision and name == 'VGG16'
+            # ours and torchvision's alternate, iteration by iteration, so that a change in the machine's speed
+            # during the run weighs on both; the first of each is a warm-up
+            train_rows, test_rows, tv_train, tv_test = [], [], [], []
+            tv_steps = None
+            for it in range(args.repeat + 1):
+                row, train_shape = train_step()
+                if vs and tv_steps is None:
+                    _, test_shape = test_step()
+                    _, boxes = fake_image(*DEFAULT_SIZES['VGG16'], np.random.RandomState(0))
+                    tv_steps = torchvision_steps(args, train_shape, test_shape, boxes)
+                t_tv = tv_steps[0]() if vs else None
+                if it > 0:
+                    train_rows.append(row)
+                    tv_train.append(t_tv)
+            for it in range(args.repeat + 1):
+                row, test_shape = test_step()
+                t_tv = tv_steps[1]() if vs else None
+                if it > 0:
+                    test_rows.append(row)
+                    tv_test.append(t_tv)
             print('=' * 70)
             from nets.faster_rcnn import amp_dtype
             print('{}: TRAIN pre/post NMS {}/{}, BATCH_SIZE {}; TEST pre/post {}/{}; AMP {} ({}); SIZE_DIVISIBILITY {}'
@@ -264,17 +280,15 @@ def main(argv=None):
                           amp_dtype(c.AMP, torch.device(args.device)) or 'float32', c.SIZE_DIVISIBILITY))
             report(name, train_shape, train_rows, 'train')
             report(name, test_shape, test_rows, 'test')
-            if args.vs_torchvision and name.upper() == 'VGG16':
-                _, boxes = fake_image(*DEFAULT_SIZES['VGG16'], np.random.RandomState(0))
-                tv_train, tv_test = bench_torchvision(args, train_shape, test_shape, boxes)
+            if vs:
                 ours_train = float(np.mean([sum(v for k, v in r.items() if k != 'data') for r in train_rows]))
                 ours_test = float(np.mean([sum(v for k, v in r.items() if k != 'data') for r in test_rows]))
-                print("torchvision's FasterRCNN on the same VGG16 body (float32, data loading left out of both):")
+                print("torchvision's FasterRCNN on the same VGG16 body (float32, data loading left out of both, "
+                      'the two alternating):')
                 print('  training iteration: ours {:.3f} s, torchvision {:.3f} s: ours/torchvision {:.2f}x'.format(
-                    ours_train, tv_train, ours_train / tv_train))
+                    ours_train, np.mean(tv_train), ours_train / np.mean(tv_train)))
                 print('  test image:         ours {:.3f} s, torchvision {:.3f} s: ours/torchvision {:.2f}x'.format(
-                    ours_test, tv_test, ours_test / tv_test))
-
+                    ours_test, np.mean(tv_test), ours_test / np.mean(tv_test)))
 
 if __name__ == '__main__':
     main()

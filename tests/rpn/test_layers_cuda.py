@@ -73,10 +73,11 @@ def test_proposal_target_layer():
             np.testing.assert_array_equal(g.cpu().numpy(), r)
 
 
-def test_rpn_losses_of_a_model_on_the_gpu_match_the_cpu():
+def test_rpn_losses_of_a_model_on_the_gpu_match_the_cpu(monkeypatch):
     # the anchor targets depend on the gt boxes only, so the RPN's losses agree to float rounding; the RoI head's
     # depend on which proposals win near-ties of an untrained network, so they are only checked to be finite
     from nets.faster_rcnn import FasterRCNN
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)  # float32 convolutions, as on the CPU
     c = default_cfg()
     c.AMP = 'off'
     torch.manual_seed(0)

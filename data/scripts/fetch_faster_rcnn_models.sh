@@ -12,21 +12,6 @@ FILE=faster_rcnn_models.tgz
 URL=${URL:-https://dl.dropboxusercontent.com/s/o6ii098bu51d139/faster_rcnn_models.tgz?dl=0}
 CHECKSUM=ac116844f66aefe29587214272054668
 
-md5() {
-  if command -v md5sum >/dev/null; then md5sum "$1" | awk '{ print $1 }'; else cat "$1" | md5; fi
-}
-
-if [ -f "$FILE" ] && [ "`md5 $FILE`" = "$CHECKSUM" ]; then
-  echo "$FILE already exists and its checksum is correct."
-else
-  echo "Downloading the original's Faster R-CNN models (695M)..."
-  if command -v wget >/dev/null; then wget "$URL" -O "$FILE.part"; else curl -L --fail "$URL" -o "$FILE.part"; fi
-  mv "$FILE.part" "$FILE"
-  if [ "`md5 $FILE`" != "$CHECKSUM" ]; then
-    echo "Checksum of $FILE is wrong; delete it and try again (or another URL)."
-    exit 1
-  fi
-fi
-echo "Unzipping..."
-tar zxvf "$FILE"
+source scripts/fetch_common.sh
+fetch_tgz "$URL" "$FILE" "$CHECKSUM" "the original's Faster R-CNN models (695M)"
 echo "Done: data/faster_rcnn_models/{VGG16,ZF}_faster_rcnn_final.caffemodel"

@@ -18,14 +18,7 @@ cd "$DIR"
 
 WHAT=${1:-torchvision}
 
-md5() {
-  if command -v md5sum >/dev/null; then md5sum "$1" | awk '{ print $1 }'; else cat "$1" | md5; fi
-}
-
-fetch() {  # fetch URL FILE
-  if command -v wget >/dev/null; then wget "$1" -O "$2.part"; else curl -L --fail "$1" -o "$2.part"; fi
-  mv "$2.part" "$2"
-}
+source scripts/fetch_common.sh
 
 if [ "$WHAT" = "torchvision" ] || [ "$WHAT" = "all" ]; then
   FILE=imagenet_models/vgg16-397923af.pth
@@ -50,18 +43,6 @@ fi
 if [ "$WHAT" = "caffe" ] || [ "$WHAT" = "all" ]; then
   FILE=imagenet_models.tgz
   URL=${CAFFE_URL:-http://www.cs.berkeley.edu/~rbg/faster-rcnn-data/$FILE}
-  CHECKSUM=ed34ca912d6782edfb673a8c3a0bda6d
-  if [ -f "$FILE" ] && [ "`md5 $FILE`" = "$CHECKSUM" ]; then
-    echo "$FILE already exists and its checksum is correct."
-  else
-    echo "Downloading the original's pretrained ImageNet models (1G)..."
-    fetch "$URL" "$FILE"
-    if [ "`md5 $FILE`" != "$CHECKSUM" ]; then
-      echo "Checksum of $FILE is wrong; delete it and try again (or another CAFFE_URL)."
-      exit 1
-    fi
-  fi
-  echo "Unzipping..."
-  tar zxvf "$FILE"
+  fetch_tgz "$URL" "$FILE" ed34ca912d6782edfb673a8c3a0bda6d "the original's pretrained ImageNet models (1G)"
   echo "Caffe models: data/imagenet_models/{VGG16,ZF,VGG_CNN_M_1024}.v2.caffemodel"
 fi

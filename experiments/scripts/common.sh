@@ -34,3 +34,21 @@ nproc_args() {
     echo "--nproc 2"
   fi
 }
+
+# parse_script_args USAGE ARGS...: DEV, NET and DATASET from the first three arguments (USAGE and exit 1 without
+# them), EXTRA_ARGS (the rest, handed to the tools), EXTRA_ARGS_SLUG (for the log's name) and DEVICE_ARGS.
+parse_script_args() {
+  local usage=$1
+  shift
+  DEV=$1
+  NET=$2
+  DATASET=$3
+  if [ -z "${DEV}" ] || [ -z "${NET}" ] || [ -z "${DATASET}" ]; then
+    echo "Usage: ${usage}"
+    exit 1
+  fi
+  local array=( $@ )
+  EXTRA_ARGS=${array[@]:3:${#array[@]}}
+  EXTRA_ARGS_SLUG=${EXTRA_ARGS// /_}
+  DEVICE_ARGS=$(device_args "${DEV}")
+}

@@ -24,21 +24,7 @@ export PYTHONUNBUFFERED="True"
 cd "$(dirname "$0")/../.."
 source experiments/scripts/common.sh
 
-DEV=$1
-NET=$2
-DATASET=$3
-
-if [ -z "${DEV}" ] || [ -z "${NET}" ] || [ -z "${DATASET}" ]; then
-  echo "Usage: $0 DEVICE NET DATASET [--set KEY VALUE ...]   (DEVICE: a GPU id, cuda[:N] or cpu)"
-  exit 1
-fi
-
-array=( $@ )
-len=${#array[@]}
-EXTRA_ARGS=${array[@]:3:$len}
-EXTRA_ARGS_SLUG=${EXTRA_ARGS// /_}
-
-DEVICE_ARGS=$(device_args "${DEV}")
+parse_script_args "$0 DEVICE NET DATASET [--set KEY VALUE ...]   (DEVICE: a GPU id, cuda[:N] or cpu)" "$@"
 
 ITERS_ARGS=""
 case $DATASET in

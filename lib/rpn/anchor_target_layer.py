@@ -146,10 +146,12 @@ def _anchor_targets(all_anchors: torch.Tensor, gt: torch.Tensor, info: np.ndarra
     fg_inds = flat_nonzero(labels == 1)
     if fg_inds.numel() > num_fg:
         labels[rng_choice(rng, fg_inds, fg_inds.numel() - num_fg)] = -1
-    num_bg = train.RPN_BATCHSIZE - min(int(fg_inds.numel()), num_fg)
+    kept_fg = min(int(fg_inds.numel()), num_fg)
+    num_bg = train.RPN_BATCHSIZE - kept_fg
     bg_inds = flat_nonzero(labels == 0)
     if bg_inds.numel() > num_bg:
         labels[rng_choice(rng, bg_inds, bg_inds.numel() - num_bg)] = -1
+    kept_bg = min(int(bg_inds.numel()), max(num_bg, 0))
 
     bbox_targets = torch.zeros((total_anchors, 4), dtype=torch.float32, device=device)
     if G > 0 and n_inside > 0:
@@ -159,11 +161,10 @@ def _anchor_targets(all_anchors: torch.Tensor, gt: torch.Tensor, info: np.ndarra
     is_bg = labels == 0
     p = train.RPN_POSITIVE_WEIGHT
     if p < 0:
-        num_examples = min(int(fg_inds.numel()), num_fg) + min(int(bg_inds.numel()), max(num_bg, 0))
-        positive_weight = negative_weight = 1.0 / max(num_examples, 1)
+        positive_weight = negative_weight = 1.0 / max(kept_fg + kept_bg, 1)
     else:
-        positive_weight = p / max(min(int(fg_inds.numel()), num_fg), 1)
-        negative_weight = (1.0 - p) / max(min(int(bg_inds.numel()), max(num_bg, 0)), 1)
+        positive_weight = p / max(kept_fg, 1)
+        negative_weight = (1.0 - p) / max(kept_bg, 1)
 
     # back to all anchors: -1 labels, zero targets and weights outside the image
     all_labels = torch.full((total_anchors,), -1.0, dtype=torch.float32, device=device)
